@@ -1,0 +1,43 @@
+"""Input checks at the public edge: clear errors that say what was expected and what came."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._typing import Array
+
+
+def is_concrete(x) -> bool:
+    """``True`` when ``x`` holds values (not a tracer inside ``jit``/``grad``)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_points(x, d: int, name: str = "x") -> Array:
+    """Return ``x`` as a float array of shape ``(n, d)``; raise ``ValueError`` otherwise.
+
+    Concrete inputs are also checked for NaN and inf.
+    """
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != d or x.shape[0] < 1:
+        raise ValueError(f"expected {name} of shape (n, {d}) with n >= 1, got shape {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if is_concrete(x):
+        bad = ~np.isfinite(np.asarray(x)).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{name} contains non-finite values (NaN or inf) in {rows.size} of "
+                f"{x.shape[0]} rows, first at rows {rows[:5].tolist()}"
+            )
+    return jnp.asarray(x)
+
+
+def check_count(n, name: str = "n") -> int:
+    """A positive Python int."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    return int(n)

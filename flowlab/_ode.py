@@ -1,0 +1,296 @@
+r"""The one likelihood ODE and the one sampler that every flowlab model uses.
+
+A model is a vector field $f(t, x)$ on one example. Along $\dot x = f(t, x)$ the density
+obeys the instantaneous change of variables
+$$\frac{d}{dt} \log p_t(x_t) = -\nabla\cdot f(t, x_t),$$
+so, with the base distribution at time $t_b$ and the data at time $t_d$,
+$$\log p_{t_d}(x) = \log p_{t_b}(x_{t_b}) + \int_{t_d}^{t_b} \nabla\cdot f(t, x_t)\,dt .$$
+:func:`augmented_solve` integrates $(x, \delta)$ with $\dot\delta = \nabla\cdot f$ from any
+start time to any end time (forwards or backwards) with Diffrax. The divergence is exact
+(trace of the Jacobian, from ``d`` forward-mode products, cheap in 2D) unless a Hutchinson
+probe is passed, which is fixed for the whole solve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._typing import Array, Point, Points, Time, Values
+
+__all__ = [
+    "ODEStats",
+    "SolverOptions",
+    "augmented_solve",
+    "flow_solve",
+    "value_and_divergence",
+    "stages_per_step",
+]
+
+# Vector-field evaluations per attempted step of each explicit solver (first-same-as-last
+# stages counted once). Used to report the number of function evaluations (NFE).
+_STAGES = {
+    diffrax.Tsit5: 6,
+    diffrax.Dopri5: 6,
+    diffrax.Dopri8: 12,
+    diffrax.Bosh3: 3,
+    diffrax.Heun: 2,
+    diffrax.Midpoint: 2,
+    diffrax.Ralston: 2,
+    diffrax.Euler: 1,
+}
+
+
+def stages_per_step(solver: diffrax.AbstractSolver) -> int:
+    """Vector-field evaluations per step of ``solver`` (FSAL stages counted once)."""
+    for cls, n in _STAGES.items():
+        if type(solver) is cls:
+            return n
+    raise ValueError(
+        f"unknown stage count for solver {type(solver).__name__}; "
+        f"supported: {', '.join(c.__name__ for c in _STAGES)}"
+    )
+
+
+def max_norm(tree: Any) -> Array:
+    """Infinity norm of a pytree: every component of every example meets the tolerance."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in leaves]))
+
+
+class SolverOptions(eqx.Module):
+    r"""How to solve an ODE: the solver, step-size control and differentiation.
+
+    Arguments:
+        solver: a Diffrax solver; an adaptive one (``Tsit5``, ``Dopri5``) for any number
+            reported as a likelihood.
+        rtol, atol: relative and absolute tolerances of the PID controller.
+        dt0: ``None`` for adaptive steps with an automatically chosen first step; a number
+            gives fixed steps of that size (for training only; never reported as exact).
+        max_steps: the most steps the solver may take before it fails loudly.
+        adjoint: how to differentiate through the solve (Diffrax adjoint object).
+        norm: ``"max"`` controls the error of every example separately (the solve is
+            batched, so an RMS norm would let one example's error hide among many);
+            ``"rms"`` is Diffrax's default.
+    """
+
+    solver: diffrax.AbstractSolver = diffrax.Tsit5()
+    rtol: float = eqx.field(static=True, default=1e-5)
+    atol: float = eqx.field(static=True, default=1e-5)
+    dt0: float | None = eqx.field(static=True, default=None)
+    max_steps: int = eqx.field(static=True, default=4096)
+    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
+    norm: str = eqx.field(static=True, default="max")
+
+    def __check_init__(self):
+        if self.dt0 is None and not isinstance(self.solver, diffrax.AbstractAdaptiveSolver):
+            raise ValueError(
+                f"adaptive steps (dt0=None) need an adaptive solver, got "
+                f"{type(self.solver).__name__}; pass dt0 for fixed steps"
+            )
+        if not (self.rtol > 0 and self.atol > 0):
+            raise ValueError(f"rtol and atol must be positive, got {self.rtol}, {self.atol}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps}")
+        if self.norm not in ("max", "rms"):
+            raise ValueError(f"norm must be 'max' or 'rms', got {self.norm!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.dt0 is None
+
+    def controller(self) -> diffrax.AbstractStepSizeController:
+        if not self.adaptive:
+            return diffrax.ConstantStepSize()
+        norm = max_norm if self.norm == "max" else diffrax.rms_norm
+        return diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=norm)
+
+    def dt(self, t0: Time, t1: Time) -> Array | None:
+        if self.adaptive:
+            return None
+        return self.dt0 * jnp.where(jnp.asarray(t1) >= jnp.asarray(t0), 1.0, -1.0)
+
+
+class ODEStats(eqx.Module):
+    """Statistics of one (batched) ODE solve.
+
+    Attributes:
+        num_steps: steps attempted (accepted + rejected).
+        num_accepted_steps, num_rejected_steps: as the step-size controller decided.
+        nfe: evaluations of the vector field (each including its divergence for a
+            likelihood solve): stages per step times steps, plus the initial evaluation(s).
+        success: ``False`` if the solver stopped early (e.g. ran out of ``max_steps``) or
+            produced non-finite values.
+    """
+
+    num_steps: Array
+    num_accepted_steps: Array
+    num_rejected_steps: Array
+    nfe: Array
+    success: Array
+
+    def as_dict(self) -> dict[str, int | bool]:
+        """Plain Python numbers, e.g. for ``metrics.json``."""
+        return {
+            "num_steps": int(self.num_steps),
+            "num_accepted_steps": int(self.num_accepted_steps),
+            "num_rejected_steps": int(self.num_rejected_steps),
+            "nfe": int(self.nfe),
+            "success": bool(self.success),
+        }
+
+
+def _stats(sol: diffrax.Solution, options: SolverOptions, finite: Array) -> ODEStats:
+    steps = sol.stats["num_steps"]
+    # Adaptive solves evaluate the field twice more to pick the first step; every solve
+    # evaluates it once at the start.
+    extra = 3 if options.adaptive else 1
+    return ODEStats(
+        num_steps=steps,
+        num_accepted_steps=sol.stats["num_accepted_steps"],
+        num_rejected_steps=sol.stats["num_rejected_steps"],
+        nfe=stages_per_step(options.solver) * steps + extra,
+        success=(sol.result == diffrax.RESULTS.successful) & finite,
+    )
+
+
+def value_and_divergence(
+    field: Callable[[Time, Point], Point], t: Time, x: Point, probe: Point | None = None
+) -> tuple[Point, Array]:
+    r"""$f(t, x)$ and its divergence $\nabla\cdot f = \operatorname{tr} \partial f/\partial x$.
+
+    Exact (``probe=None``): the trace of the Jacobian from ``d`` forward-mode
+    Jacobian-vector products sharing one linearisation. With a ``probe`` $\varepsilon$
+    (Rademacher or Gaussian): Hutchinson's unbiased estimate $\varepsilon^\top J \varepsilon$
+    from one product.
+    """
+    fx, jvp = jax.linearize(lambda y: field(t, y), x)
+    if probe is None:
+        basis = jnp.eye(x.shape[0], dtype=x.dtype)
+        jac_cols = jax.vmap(jvp)(basis)  # row i = J e_i
+        return fx, jnp.trace(jac_cols)
+    return fx, jnp.vdot(probe, jvp(probe))
+
+
+class _Augmented(eqx.Module):
+    """The augmented field $(x, \\delta) \\mapsto (f(t, x), \\nabla\\cdot f(t, x))$ on a batch."""
+
+    field: Callable
+
+    def __call__(self, t, state, probe):
+        x, _ = state
+        if probe is None:
+            fx, div = jax.vmap(lambda xi: value_and_divergence(self.field, t, xi))(x)
+        else:
+            fx, div = jax.vmap(lambda xi, ei: value_and_divergence(self.field, t, xi, ei))(x, probe)
+        return fx, div
+
+
+class _Plain(eqx.Module):
+    field: Callable
+
+    def __call__(self, t, x, args):
+        return jax.vmap(lambda xi: self.field(t, xi))(x)
+
+
+def _solve(term, y0, t0, t1, options: SolverOptions, args, saveat) -> diffrax.Solution:
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(term),
+        options.solver,
+        t0=t0,
+        t1=t1,
+        dt0=options.dt(t0, t1),
+        y0=y0,
+        args=args,
+        saveat=saveat,
+        stepsize_controller=options.controller(),
+        adjoint=options.adjoint,
+        max_steps=options.max_steps,
+        throw=False,
+    )
+
+
+def _failure_message(options: SolverOptions) -> str:
+    return (
+        f"ODE solve failed: the solver either ran out of max_steps={options.max_steps} or "
+        f"produced non-finite values (rtol={options.rtol}, atol={options.atol}). Increase "
+        "max_steps, loosen the tolerances, or check the vector field and the input for "
+        "NaN/inf; pass throw=False to get NaN results and stats.success=False instead."
+    )
+
+
+def augmented_solve(
+    field: Callable[[Time, Point], Point],
+    x0: Points,
+    t0: Time,
+    t1: Time,
+    options: SolverOptions = SolverOptions(),
+    *,
+    probe: Points | None = None,
+    throw: bool = True,
+) -> tuple[Points, Values, ODEStats]:
+    r"""Solve $\dot x = f(t, x)$, $\dot\delta = \nabla\cdot f(t, x)$ from ``t0`` to ``t1``.
+
+    Arguments:
+        field: vector field on one example, ``field(t, x) -> dx/dt``.
+        x0: starting points, shape ``(n, d)``.
+        t0, t1: start and end times (``t1 < t0`` integrates backwards).
+        options: solver, tolerances, adjoint.
+        probe: ``None`` for the exact divergence; an ``(n, d)`` Hutchinson probe otherwise.
+        throw: raise (also under ``jit``) if the solve fails; otherwise return NaN for the
+            failed solve and ``stats.success = False``.
+
+    Returns:
+        ``(x1, delta, stats)`` with ``x1`` of shape ``(n, d)`` and
+        $\delta = \int_{t_0}^{t_1} \nabla\cdot f\,dt$ of shape ``(n,)``.
+    """
+    y0 = (x0, jnp.zeros(x0.shape[:1], x0.dtype))
+    sol = _solve(_Augmented(field), y0, t0, t1, options, probe, diffrax.SaveAt(t1=True))
+    x1, delta = sol.ys[0][-1], sol.ys[1][-1]
+    finite = jnp.all(jnp.isfinite(x1)) & jnp.all(jnp.isfinite(delta))
+    stats = _stats(sol, options, finite)
+    x1, delta = _check(x1, delta, success=stats.success, options=options, throw=throw)
+    return x1, delta, stats
+
+
+def flow_solve(
+    field: Callable[[Time, Point], Point],
+    x0: Points,
+    t0: Time,
+    t1: Time,
+    options: SolverOptions = SolverOptions(),
+    *,
+    ts: Array | None = None,
+    throw: bool = True,
+) -> tuple[Array, ODEStats]:
+    r"""Solve $\dot x = f(t, x)$ from ``t0`` to ``t1`` for a batch ``x0`` of shape ``(n, d)``.
+
+    Returns the end points ``(n, d)`` or, when ``ts`` is given, the states at those times,
+    shape ``(len(ts), n, d)``; and the solver statistics.
+    """
+    saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
+    sol = _solve(_Plain(field), x0, t0, t1, options, None, saveat)
+    ys = sol.ys[-1] if ts is None else sol.ys
+    stats = _stats(sol, options, jnp.all(jnp.isfinite(ys)))
+    (ys,) = _check(ys, success=stats.success, options=options, throw=throw)
+    return ys, stats
+
+
+def _check(*arrays, success, options, throw):
+    if throw:
+        arrays = eqx.error_if(arrays, jnp.logical_not(success), _failure_message(options))
+    else:
+        arrays = tuple(jnp.where(success, a, jnp.nan) for a in arrays)
+    return tuple(arrays)
+
+
+def standard_normal_log_prob(z: Points) -> Values:
+    """Log-density of $N(0, I)$ at each row of ``z``."""
+    d = z.shape[-1]
+    return -0.5 * jnp.sum(z**2, axis=-1) - 0.5 * d * np.log(2 * np.pi)

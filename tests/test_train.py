@@ -1,0 +1,171 @@
+"""Training objectives against closed forms; the fused loop's determinism and resumption."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import LOGPROB_ATOL, gaussian_logpdf
+
+import flowlab
+from flowlab import CNF, Standardize
+from flowlab.nn import MLPVectorField
+from flowlab.train import FlowMatching, MaximumLikelihood, fit
+
+MU = np.array([0.7, -0.4])
+S = np.array([1.6, 0.5])
+
+
+class GaussianFMField(eqx.Module):
+    """The exact flow-matching field for data N(mu, diag(s^2)) and base N(0, I)."""
+
+    mu: jax.Array
+    s: jax.Array
+    data_size: int = 2
+
+    def __call__(self, t, x):
+        var = t**2 * self.s**2 + (1 - t) ** 2
+        return self.mu + (t * self.s**2 - (1 - t)) / var * (x - t * self.mu)
+
+
+def test_exact_flow_matching_field_gives_the_data_gaussian():
+    cnf = CNF(GaussianFMField(jnp.asarray(MU), jnp.asarray(S)))
+    x = jnp.asarray(MU + S * np.random.default_rng(0).normal(size=(300, 2)), jnp.float32)
+    expected = gaussian_logpdf(x, MU, np.diag(S**2))
+    np.testing.assert_allclose(cnf.log_prob(x), expected, atol=LOGPROB_ATOL, rtol=0)
+    samples = np.asarray(cnf.sample(jax.random.key(0), 20000))
+    se = S / np.sqrt(len(samples))
+    assert np.all(np.abs(samples.mean(0) - MU) < 4 * se)
+
+
+def test_flow_matching_loss_is_minimised_by_the_exact_field():
+    field = GaussianFMField(jnp.asarray(MU), jnp.asarray(S))
+    x = jnp.asarray(MU + S * np.random.default_rng(1).normal(size=(200_000, 2)), jnp.float32)
+    key = jax.random.key(0)
+    loss = FlowMatching()
+    base = float(loss(CNF(field), x, key))
+    for delta in ([0.1, 0.0], [0.0, -0.2], [0.15, 0.15]):
+        shifted = CNF(lambda t, z, d=jnp.asarray(delta): field(t, z) + d, data_size=2)
+        excess = float(loss(shifted, x, key)) - base
+        # E|v + d - u|^2 - E|v - u|^2 = |d|^2 (+ Monte Carlo noise of the cross term)
+        np.testing.assert_allclose(excess, np.sum(np.square(delta)), rtol=0.1, atol=2e-3)
+
+
+def _gaussian_data(key, n):
+    cov = np.array([[1.0, 0.6], [0.6, 0.8]])
+    chol = np.linalg.cholesky(cov)
+    z = jax.random.normal(key, (n, 2))
+    return z @ jnp.asarray(chol.T, jnp.float32) + jnp.array([1.0, -2.0]), cov
+
+
+def _small_cnf(train, seed=0, width=32):
+    vf = MLPVectorField(2, width=width, depth=2, key=jax.random.key(seed))
+    return CNF(vf, standardize=Standardize.fit(train))
+
+
+@pytest.mark.parametrize(
+    "loss, steps, tol",
+    [(FlowMatching(), 1500, 0.05), (MaximumLikelihood(), 300, 0.05)],
+    ids=["flow_matching", "maximum_likelihood"],
+)
+def test_training_converges_to_gaussian_entropy(loss, steps, tol):
+    train, cov = _gaussian_data(jax.random.key(0), 2000)
+    holdout, _ = _gaussian_data(jax.random.key(1), 500)
+    model, history = fit(
+        _small_cnf(train),
+        loss,
+        train,
+        holdout,
+        key=jax.random.key(2),
+        steps=steps,
+        batch_size=256,
+        eval_every=steps // 3,
+        progress=False,
+    )
+    true_nll = -gaussian_logpdf(holdout, np.array([1.0, -2.0]), cov).mean()
+    model_nll = -float(jnp.mean(model.log_prob(holdout)))
+    assert model_nll - true_nll < tol, (model_nll, true_nll)
+    assert history.holdout_loss[-1] < history.holdout_loss[0]
+    assert len(history.step_losses) == steps and history.step == [
+        steps // 3 * (i + 1) for i in range(3)
+    ]
+
+
+def _run(tmp_path, name, **kwargs):
+    train, _ = _gaussian_data(jax.random.key(0), 500)
+    holdout, _ = _gaussian_data(jax.random.key(1), 100)
+    args = dict(
+        key=jax.random.key(5),
+        steps=60,
+        batch_size=64,
+        eval_every=20,
+        ema_decay=0.9,
+        progress=False,
+        hyperparameters={"width": 32},
+    )
+    args.update(kwargs)
+    return fit(
+        _small_cnf(train), FlowMatching(), train, holdout, checkpoint=tmp_path / name, **args
+    )
+
+
+def _leaves(model):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
+
+
+def test_same_key_same_run_and_resume_continues_exactly(tmp_path):
+    full, full_history = _run(tmp_path, "full.ckpt")
+    again, _ = _run(tmp_path, "again.ckpt")
+    for a, b in zip(_leaves(full), _leaves(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_40(step, history):
+        if step == 40:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        _run(tmp_path, "resumed.ckpt", callback=stop_at_40)
+    header = flowlab._checkpoint.read_header(tmp_path / "resumed.ckpt")
+    assert header["step"] == 40
+    resumed, history = _run(tmp_path, "resumed.ckpt")
+    for a, b in zip(_leaves(full), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert history.step == full_history.step == [20, 40, 60]
+    assert history.holdout_loss == full_history.holdout_loss
+    assert history.step_losses == full_history.step_losses
+
+
+def test_checkpoint_with_other_hyperparameters_is_refused(tmp_path):
+    _run(tmp_path, "run.ckpt")
+    with pytest.raises(ValueError, match="different hyperparameters"):
+        _run(tmp_path, "run.ckpt", hyperparameters={"width": 64})
+
+
+def test_save_load_model_round_trips_bit_for_bit(tmp_path):
+    train, _ = _gaussian_data(jax.random.key(0), 100)
+    model = _small_cnf(train, seed=3)
+
+    def make(hp):
+        vf = MLPVectorField(2, width=hp["width"], depth=2, key=jax.random.key(0))
+        return CNF(vf, standardize=Standardize.identity(2))
+
+    flowlab.save_model(tmp_path / "m.eqx", model, {"width": 32})
+    loaded, hp = flowlab.load_model(tmp_path / "m.eqx", make)
+    assert hp == {"width": 32}
+    for a, b in zip(_leaves(model), _leaves(loaded), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = train[:10]
+    np.testing.assert_array_equal(model.log_prob(x), loaded.log_prob(x))
+
+
+def test_fit_rejects_bad_input():
+    train, _ = _gaussian_data(jax.random.key(0), 100)
+    model = _small_cnf(train)
+    bad = train.at[3, 1].set(jnp.nan)
+    with pytest.raises(ValueError, match="non-finite"):
+        fit(model, FlowMatching(), bad, train, key=jax.random.key(0), steps=10, progress=False)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        fit(model, FlowMatching(), train, train, key=jax.random.key(0), steps=0)
