@@ -1,0 +1,28 @@
+"""flowlab: continuous-time generative models on 2D data, with exact likelihoods."""
+
+from . import nn as nn  # TEMP-NO-DATASETS
+from . import train as train
+from ._checkpoint import load_model as load_model
+from ._checkpoint import save_model as save_model
+from ._cnf import CNF as CNF
+from ._ode import (
+    ODEStats as ODEStats,
+)
+from ._ode import (
+    SolverOptions as SolverOptions,
+)
+from ._ode import (
+    augmented_solve as augmented_solve,
+)
+from ._ode import (
+    flow_solve as flow_solve,
+)
+from ._ode import (
+    standard_normal_log_prob as standard_normal_log_prob,
+)
+from ._ode import (
+    value_and_divergence as value_and_divergence,
+)
+from ._standardize import Standardize as Standardize
+
+__version__ = "0.1.0"

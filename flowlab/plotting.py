@@ -1,0 +1,261 @@
+"""Figures from arrays: training curves, sample overlays, density heatmaps, trajectories.
+
+Every function takes arrays (or a :class:`~flowlab.train.History`) and returns a matplotlib
+``Figure``; none trains or integrates a model. Ask the model for what to plot
+(``model.sample``, ``model.log_prob`` on :func:`grid`, ``model.trajectories``) and pass the
+arrays here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = [
+    "density_heatmap",
+    "ema",
+    "grid",
+    "sample_overlay",
+    "save_figure",
+    "training_curves",
+    "trajectories",
+]
+
+MODEL_COLOUR = sns.color_palette("deep")[3]  # red
+DATA_COLOUR = sns.color_palette("deep")[0]  # blue
+HOLDOUT_COLOUR = sns.color_palette("deep")[1]  # orange
+
+
+def ema(values: Sequence[float], decay: float = 0.98) -> np.ndarray:
+    """Bias-corrected exponential moving average (as in Adam), same length as ``values``."""
+    v = np.asarray(values, np.float64)
+    out = np.empty_like(v)
+    acc = 0.0
+    for i, x in enumerate(v):
+        acc = decay * acc + (1 - decay) * x
+        out[i] = acc / (1 - decay ** (i + 1))
+    return out
+
+
+def grid(lo: Sequence[float], hi: Sequence[float], n: int = 200):
+    """A regular 2D grid: returns ``(xs (n,), ys (n,), points (n*n, 2))`` in row-major order
+    (``points.reshape(n, n, 2)[i, j] == (xs[j], ys[i])``)."""
+    xs = np.linspace(lo[0], hi[0], n)
+    ys = np.linspace(lo[1], hi[1], n)
+    xx, yy = np.meshgrid(xs, ys)
+    return xs, ys, np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
+
+
+def _history_arrays(history):
+    if isinstance(history, dict):
+        return history
+    return history.to_dict()
+
+
+def training_curves(
+    history,
+    *,
+    title: str = "Training curve",
+    loss_label: str = "loss",
+    ema_decay: float = 0.98,
+    metric: str | None = "holdout_nll",
+    metric_label: str = "exact hold-out NLL (nats)",
+    reference: float | None = None,
+    reference_label: str = "true entropy",
+) -> Figure:
+    """Train and hold-out loss against gradient steps (left) and, when ``history`` has it,
+    a metric such as the exact hold-out NLL against steps with a reference line (right).
+
+    The per-step training loss is drawn faintly with its EMA (``ema_decay``) on top; the
+    hold-out loss is evaluated on all hold-out points every ``eval_every`` steps.
+    """
+    h = _history_arrays(history)
+    has_metric = metric is not None and metric in h.get("metrics", {})
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(
+            1, 2 if has_metric else 1, figsize=(12 if has_metric else 7, 4.5), squeeze=False
+        )
+    ax = axes[0, 0]
+    raw = np.asarray(h["step_losses"])
+    steps = np.arange(1, raw.size + 1)
+    ax.plot(steps, raw, color=DATA_COLOUR, alpha=0.25, lw=0.6, label="train (per step)")
+    ax.plot(steps, ema(raw, ema_decay), color=DATA_COLOUR, lw=1.8, label=f"train (EMA {ema_decay})")
+    ax.plot(
+        h["step"], h["holdout_loss"], "o-", color=HOLDOUT_COLOUR, ms=3.5, lw=1.5, label="hold-out"
+    )
+    lo = np.percentile(np.concatenate([raw, h["holdout_loss"]]), 0.5)
+    hi = np.percentile(raw, 99)
+    ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.15 * (hi - lo))
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel(loss_label)
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    if has_metric:
+        ax = axes[0, 1]
+        ax.plot(
+            h["step"], h["metrics"][metric], "o-", color=MODEL_COLOUR, ms=3.5, label=metric_label
+        )
+        if reference is not None:
+            ax.axhline(
+                reference, color="k", ls="--", lw=1.2, label=f"{reference_label} = {reference:.3f}"
+            )
+        ax.set_xlabel("gradient step")
+        ax.set_ylabel("nats")
+        ax.set_title(metric_label)
+        ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def sample_overlay(
+    model_samples,
+    true_samples,
+    *,
+    title: str = "Model samples vs data",
+    labels: tuple[str, str] = ("model", "data"),
+    lim: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    ax=None,
+) -> Figure:
+    """Model and true samples on one scatter, in two colours, equal aspect."""
+    m, d = np.asarray(model_samples), np.asarray(true_samples)
+    with sns.axes_style("white"):
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(5.5, 5.5))
+        else:
+            fig = ax.figure
+    ax.scatter(
+        d[:, 0],
+        d[:, 1],
+        s=4,
+        alpha=0.45,
+        color=DATA_COLOUR,
+        label=f"{labels[1]} (n={len(d)})",
+        rasterized=True,
+    )
+    ax.scatter(
+        m[:, 0],
+        m[:, 1],
+        s=4,
+        alpha=0.45,
+        color=MODEL_COLOUR,
+        label=f"{labels[0]} (n={len(m)})",
+        rasterized=True,
+    )
+    if lim is not None:
+        ax.set_xlim(lim[0])
+        ax.set_ylim(lim[1])
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_title(title)
+    ax.legend(loc="upper right", markerscale=3, framealpha=0.9)
+    fig.tight_layout()
+    return fig
+
+
+def density_heatmap(
+    xs,
+    ys,
+    log_density,
+    *,
+    title: str = "Model density",
+    points=None,
+    cmap: str = "magma",
+    vmax: float | None = None,
+    ax=None,
+) -> Figure:
+    """A density $\\exp(\\log p)$ on a grid (``log_density`` shape ``(len(ys), len(xs))``),
+    optionally with ``points`` overlaid.
+
+    The colour scale tops out at ``vmax`` (default: the 99.5th percentile of the density on
+    the grid, so that one integrable spike, e.g. pinwheel's centre, does not wash out the
+    rest; pass the same ``vmax`` to panels that should be compared)."""
+    logp = np.asarray(log_density).reshape(len(ys), len(xs))
+    dens = np.exp(logp)
+    if vmax is None:
+        vmax = float(np.percentile(dens, 99.5))
+    with sns.axes_style("white"):
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6.2, 5.2))
+        else:
+            fig = ax.figure
+    im = ax.imshow(
+        dens,
+        vmin=0.0,
+        vmax=vmax,
+        origin="lower",
+        extent=(xs[0], xs[-1], ys[0], ys[-1]),
+        cmap=cmap,
+        aspect="equal",
+        interpolation="nearest",
+    )
+    fig.colorbar(im, ax=ax, label="density $p(x)$", shrink=0.85)
+    if points is not None:
+        p = np.asarray(points)
+        ax.scatter(p[:, 0], p[:, 1], s=1, color="white", alpha=0.4, label="hold-out data")
+        ax.legend(loc="upper right", markerscale=4, framealpha=0.6)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def trajectories(
+    ts,
+    xs,
+    *,
+    title: str = "ODE trajectories from base to data",
+    max_paths: int = 400,
+    cmap: str = "viridis",
+    ax=None,
+) -> Figure:
+    """Particle paths ``xs`` (shape ``(T, n, 2)`` at times ``ts``) as lines coloured by time,
+    with start points (grey) and end points (red) marked."""
+    ts, xs = np.asarray(ts), np.asarray(xs)
+    xs = xs[:, :max_paths]
+    with sns.axes_style("white"):
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6.4, 5.4))
+        else:
+            fig = ax.figure
+    segs = np.stack([xs[:-1], xs[1:]], axis=2)  # (T-1, n, 2, 2)
+    t_mid = 0.5 * (ts[:-1] + ts[1:])
+    lc = LineCollection(segs.reshape(-1, 2, 2), cmap=cmap, linewidths=0.6, alpha=0.7)
+    lc.set_array(np.repeat(t_mid, xs.shape[1]))
+    ax.add_collection(lc)
+    ax.scatter(xs[0, :, 0], xs[0, :, 1], s=6, color="0.45", label=f"start (t={ts[0]:g})", zorder=3)
+    ax.scatter(
+        xs[-1, :, 0], xs[-1, :, 1], s=6, color=MODEL_COLOUR, label=f"end (t={ts[-1]:g})", zorder=3
+    )
+    fig.colorbar(lc, ax=ax, label="time $t$", shrink=0.85)
+    ax.autoscale()
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_title(title)
+    ax.legend(loc="upper right", markerscale=2, framealpha=0.9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, *paths: str | os.PathLike, dpi: int = 130) -> None:
+    """Save ``fig`` to each path atomically (temporary file, then rename) and close it."""
+    for path in paths:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    plt.close(fig)
