@@ -172,27 +172,40 @@ def density_heatmap(
     title: str = "Model density",
     points=None,
     cmap: str = "magma",
+    log: bool = False,
     vmax: float | None = None,
+    log_range: float = 8.0,
     ax=None,
 ) -> Figure:
-    """A density $\\exp(\\log p)$ on a grid (``log_density`` shape ``(len(ys), len(xs))``),
+    """A density on a grid (``log_density`` shape ``(len(ys), len(xs))`` or flat),
     optionally with ``points`` overlaid.
 
-    The colour scale tops out at ``vmax`` (default: the 99.5th percentile of the density on
-    the grid, so that one integrable spike, e.g. pinwheel's centre, does not wash out the
-    rest; pass the same ``vmax`` to panels that should be compared)."""
-    logp = np.asarray(log_density).reshape(len(ys), len(xs))
-    dens = np.exp(logp)
-    if vmax is None:
-        vmax = float(np.percentile(dens, 99.5))
+    Linear scale (default): colours show $p(x)$ up to ``vmax`` (default: the 99.5th
+    percentile on the grid, so one integrable spike, e.g. pinwheel's centre, does not wash
+    out the rest). ``log=True``: colours show $\\log p(x)$ over the ``log_range`` nats below
+    ``vmax`` (default: the grid's maximum of $\\log p$). Pass the same ``vmax`` to panels
+    that should be compared."""
+    logp = np.asarray(log_density, np.float64).reshape(len(ys), len(xs))
+    if log:
+        top = float(np.max(logp[np.isfinite(logp)])) if vmax is None else vmax
+        image, vmin, vmax, label = (
+            np.maximum(logp, top - log_range),
+            top - log_range,
+            top,
+            ("log density $\\log p(x)$"),
+        )
+    else:
+        image = np.exp(logp)
+        vmax = float(np.percentile(image, 99.5)) if vmax is None else vmax
+        vmin, label = 0.0, "density $p(x)$"
     with sns.axes_style("white"):
         if ax is None:
             fig, ax = plt.subplots(figsize=(6.2, 5.2))
         else:
             fig = ax.figure
     im = ax.imshow(
-        dens,
-        vmin=0.0,
+        image,
+        vmin=vmin,
         vmax=vmax,
         origin="lower",
         extent=(xs[0], xs[-1], ys[0], ys[-1]),
@@ -200,7 +213,7 @@ def density_heatmap(
         aspect="equal",
         interpolation="nearest",
     )
-    fig.colorbar(im, ax=ax, label="density $p(x)$", shrink=0.85)
+    fig.colorbar(im, ax=ax, label=label, shrink=0.85)
     if points is not None:
         p = np.asarray(points)
         ax.scatter(p[:, 0], p[:, 1], s=1, color="white", alpha=0.4, label="hold-out data")
