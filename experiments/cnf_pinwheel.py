@@ -199,6 +199,7 @@ def main(argv=None) -> dict:
         title=f"CNF ({obj}) on {name}",
         loss_label="flow-matching loss" if args.objective == "fm" else "NLL (nats)",
         reference=metrics.get("true_entropy"),
+        holdout_label="hold-out (EMA weights)" if hp["ema_decay"] else "hold-out",
     )
     tr = np.asarray(train)
     lo = np.percentile(tr, 0.5, axis=0) - 0.25 * np.ptp(tr, axis=0)

@@ -73,6 +73,7 @@ def training_curves(
     metric_label: str = "exact hold-out NLL (nats)",
     reference: float | None = None,
     reference_label: str = "true entropy",
+    holdout_label: str = "hold-out",
 ) -> Figure:
     """Train and hold-out loss against gradient steps (left) and, when ``history`` has it,
     a metric such as the exact hold-out NLL against steps with a reference line (right).
@@ -92,7 +93,13 @@ def training_curves(
     ax.plot(steps, raw, color=DATA_COLOUR, alpha=0.25, lw=0.6, label="train (per step)")
     ax.plot(steps, ema(raw, ema_decay), color=DATA_COLOUR, lw=1.8, label=f"train (EMA {ema_decay})")
     ax.plot(
-        h["step"], h["holdout_loss"], "o-", color=HOLDOUT_COLOUR, ms=3.5, lw=1.5, label="hold-out"
+        h["step"],
+        h["holdout_loss"],
+        "o-",
+        color=HOLDOUT_COLOUR,
+        ms=3.5,
+        lw=1.5,
+        label=holdout_label,
     )
     lo = np.percentile(np.concatenate([raw, h["holdout_loss"]]), 0.5)
     hi = np.percentile(raw, 99)
