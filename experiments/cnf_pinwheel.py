@@ -44,7 +44,7 @@ DEFAULTS = {
         steps=20_000, width=256, depth=4, batch_size=1024, lr=2e-3, ema_decay=0.999, eval_every=1000
     ),
     "mle": dict(
-        steps=2_000, width=64, depth=3, batch_size=512, lr=3e-3, ema_decay=0.99, eval_every=200
+        steps=1_200, width=64, depth=3, batch_size=512, lr=3e-3, ema_decay=0.99, eval_every=200
     ),
 }
 SMOKE = dict(steps=40, width=32, depth=2, batch_size=128, eval_every=20)
@@ -187,6 +187,10 @@ def main(argv=None) -> dict:
     if datasets.has_log_prob(args.dataset):
         true_lp = datasets.log_prob(args.dataset, np.asarray(holdout))
         metrics["oracle_holdout_nll"] = float(-np.mean(true_lp))
+        # Paired Monte Carlo estimate of KL(p_data || p_model) on the hold-out points: the
+        # same gap as NLL - entropy, without the sampling noise of the hold-out set.
+        kl, kl_se = mean_and_se(true_lp - np.asarray(lp, np.float64))
+        metrics.update(kl_data_to_model=kl, kl_data_to_model_se=kl_se)
     write_json(out / "metrics.json", metrics)
     write_samples(out / "samples.npz", samples)
 
@@ -259,6 +263,12 @@ def main(argv=None) -> dict:
             f"(gap {metrics['nll_gap_to_entropy']:+.4f})"
         )
     print(line)
+    if "kl_data_to_model" in metrics:
+        print(
+            f"[cnf] true density on the same hold-out points: NLL "
+            f"{metrics['oracle_holdout_nll']:.4f}; paired KL(data || model) estimate "
+            f"{metrics['kl_data_to_model']:.4f} ± {metrics['kl_data_to_model_se']:.4f} nats"
+        )
     print(
         f"[cnf] log_prob of {holdout.shape[0]} points: {lp_time * 1e3:.1f} ms, "
         f"{metrics['log_prob_nfe']} NFE; {N_SAMPLES} samples: {s_time * 1e3:.1f} ms, "

@@ -23,6 +23,8 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
+    "animate_particles",
+    "density_evolution",
     "density_heatmap",
     "ema",
     "grid",
@@ -30,6 +32,7 @@ __all__ = [
     "save_figure",
     "training_curves",
     "trajectories",
+    "vector_field",
 ]
 
 MODEL_COLOUR = sns.color_palette("deep")[3]  # red
@@ -279,3 +282,147 @@ def save_figure(fig: Figure, *paths: str | os.PathLike, dpi: int = 130) -> None:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
         os.replace(tmp, path)
     plt.close(fig)
+
+
+def density_evolution(
+    xs,
+    ys,
+    log_densities,
+    ts,
+    *,
+    title: str = "Density along the flow",
+    log_range: float = 8.0,
+    cmap: str = "magma",
+) -> Figure:
+    """One log-density panel per time: ``log_densities`` of shape ``(T, len(ys), len(xs))``
+    (or ``(T, len(ys) * len(xs))``) at times ``ts`` (shape ``(T,)``), on a shared colour
+    scale spanning ``log_range`` nats below the overall maximum."""
+    lds = np.asarray(log_densities, np.float64).reshape(len(ts), len(ys), len(xs))
+    top = float(np.max(lds[np.isfinite(lds)]))
+    n = len(ts)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1.0, 3.6), squeeze=False)
+    im = None
+    for i, (ax, t) in enumerate(zip(axes[0], ts, strict=True)):
+        im = ax.imshow(
+            np.maximum(lds[i], top - log_range),
+            vmin=top - log_range,
+            vmax=top,
+            origin="lower",
+            extent=(xs[0], xs[-1], ys[0], ys[-1]),
+            cmap=cmap,
+            aspect="equal",
+        )
+        ax.set_title(f"$t = {float(t):.2f}$")
+        ax.set_xlabel("$x_1$")
+        if i == 0:
+            ax.set_ylabel("$x_2$")
+        else:
+            ax.set_yticklabels([])
+    fig.colorbar(im, ax=list(axes[0]), label="$\\log p_t(x)$", shrink=0.85)
+    fig.suptitle(title)
+    return fig
+
+
+def vector_field(
+    xs,
+    ys,
+    velocities,
+    *,
+    title: str = "Vector field",
+    points=None,
+    stream: bool = True,
+    ax=None,
+) -> Figure:
+    """A 2D field on a grid (``velocities`` of shape ``(len(ys), len(xs), 2)`` or flat
+    ``(len(ys) * len(xs), 2)``) as a streamplot (or quiver) coloured by speed, optionally
+    with ``points`` overlaid."""
+    v = np.asarray(velocities, np.float64).reshape(len(ys), len(xs), 2)
+    speed = np.hypot(v[..., 0], v[..., 1])
+    with sns.axes_style("white"):
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6.2, 5.2))
+        else:
+            fig = ax.figure
+    if stream:
+        art = ax.streamplot(
+            np.asarray(xs),
+            np.asarray(ys),
+            v[..., 0],
+            v[..., 1],
+            color=speed,
+            cmap="viridis",
+            density=1.2,
+            linewidth=0.8,
+            arrowsize=0.8,
+        ).lines
+    else:
+        xx, yy = np.meshgrid(xs, ys)
+        art = ax.quiver(xx, yy, v[..., 0], v[..., 1], speed, cmap="viridis")
+    fig.colorbar(art, ax=ax, label="speed $|f(t, x)|$", shrink=0.85)
+    if points is not None:
+        p = np.asarray(points)
+        ax.scatter(p[:, 0], p[:, 1], s=2, color=MODEL_COLOUR, alpha=0.4, label="samples")
+        ax.legend(loc="upper right", markerscale=4)
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def animate_particles(
+    ts,
+    xs,
+    path: str | os.PathLike,
+    *,
+    title: str = "Particles flowing from base to data",
+    fps: int = 20,
+    reference=None,
+    dpi: int = 90,
+) -> Path:
+    """Write an animation of particles ``xs`` (shape ``(T, n, 2)`` at times ``ts``), one frame
+    per time: a GIF through Pillow, or an MP4 when ``path`` ends in ``.mp4`` and ffmpeg is
+    available. ``reference`` points (e.g. data) are drawn faintly behind. Returns the path."""
+    from matplotlib import animation
+
+    ts, xs = np.asarray(ts), np.asarray(xs)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lo = np.percentile(xs.reshape(-1, 2), 0.5, axis=0)
+    hi = np.percentile(xs.reshape(-1, 2), 99.5, axis=0)
+    pad = 0.1 * (hi - lo)
+    with sns.axes_style("white"):
+        fig, ax = plt.subplots(figsize=(5.0, 5.0))
+    if reference is not None:
+        r = np.asarray(reference)
+        ax.scatter(r[:, 0], r[:, 1], s=2, color=DATA_COLOUR, alpha=0.2, label="data")
+    scat = ax.scatter(xs[0, :, 0], xs[0, :, 1], s=3, color=MODEL_COLOUR, label="particles")
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.legend(loc="upper right", markerscale=3)
+    label = ax.set_title(f"{title}\n$t = {ts[0]:.2f}$")
+
+    def update(i):
+        scat.set_offsets(xs[i])
+        label.set_text(f"{title}\n$t = {ts[i]:.2f}$")
+        return scat, label
+
+    anim = animation.FuncAnimation(fig, update, frames=len(ts), blit=False)
+    if path.suffix == ".mp4" and animation.writers.is_available("ffmpeg"):
+        writer = animation.FFMpegWriter(fps=fps)
+    else:
+        if path.suffix == ".mp4":
+            raise ValueError(f"ffmpeg is not available to write {path}; use a .gif path")
+        writer = animation.PillowWriter(fps=fps)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    anim.save(tmp, writer=writer, dpi=dpi)
+    os.replace(tmp, path)
+    plt.close(fig)
+    return path

@@ -90,3 +90,24 @@ def test_figures_have_labels_and_artists():
     assert len(ax.collections) == 3  # the paths, the start points, the end points
     assert ax.collections[0].get_array().shape == (6 * 12,)
     plt.close(fig)
+
+
+def test_density_evolution_vector_field_and_animation(tmp_path):
+    from PIL import Image
+
+    xs, ys, pts = plotting.grid((-2, -2), (2, 2), 24)
+    ts = np.array([0.0, 0.5, 1.0])
+    lds = np.stack([-0.5 * (pts**2).sum(1) / (1 + t) for t in ts])
+    fig = plotting.density_evolution(xs, ys, lds, ts)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["$t = 0.00$", "$t = 0.50$", "$t = 1.00$"]
+    plt.close(fig)
+
+    fig = plotting.vector_field(xs, ys, -pts, title="f")
+    assert fig.axes[0].get_title() == "f" and fig.axes[1].get_ylabel().startswith("speed")
+    plt.close(fig)
+
+    rng = np.random.default_rng(0)
+    paths = np.cumsum(rng.normal(size=(9, 20, 2)) * 0.1, axis=0)
+    out = plotting.animate_particles(np.linspace(0, 1, 9), paths, tmp_path / "a.gif", fps=5)
+    with Image.open(out) as im:
+        assert im.n_frames == 9
