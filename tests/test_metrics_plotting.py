@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 from flowlab import plotting
-from flowlab.metrics import bhattacharyya_distance, kde_log_likelihood, mean_and_se
+from flowlab.metrics import (
+    bhattacharyya_distance,
+    energy_distance,
+    grid_mass,
+    kde_log_likelihood,
+    mean_and_se,
+    mmd,
+    wasserstein2,
+)
 from flowlab.train import History
 
 
@@ -111,3 +119,29 @@ def test_density_evolution_vector_field_and_animation(tmp_path):
     out = plotting.animate_particles(np.linspace(0, 1, 9), paths, tmp_path / "a.gif", fps=5)
     with Image.open(out) as im:
         assert im.n_frames == 9
+
+
+def test_w2_matches_brute_force_assignment():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=(6, 2)) + 1.0
+    brute = min(np.mean(np.sum((x - y[list(p)]) ** 2, 1)) for p in itertools.permutations(range(6)))
+    assert wasserstein2(x, y) == pytest.approx(np.sqrt(brute), rel=1e-12)
+    # translation by a vector v: W2 of a set to its translate is |v|
+    assert wasserstein2(x, x + np.array([3.0, 4.0])) == pytest.approx(5.0)
+
+
+def test_energy_distance_and_mmd_separate_distributions_with_a_noise_floor():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(1500, 2)), rng.normal(size=(1500, 2))
+    shifted = rng.normal(size=(1500, 2)) + np.array([0.5, 0.0])
+    # the same distribution: near zero (U-statistics are unbiased)
+    assert abs(energy_distance(a, b)) < 0.01 and abs(mmd(a, b)) < 0.003
+    assert energy_distance(a, shifted) > 0.1 and mmd(a, shifted) > 0.02
+
+
+def test_grid_mass_of_a_gaussian_is_one():
+    xs, ys, pts = plotting.grid((-6, -6), (6, 6), 121)
+    lp = -0.5 * (pts**2).sum(1) - np.log(2 * np.pi)
+    assert grid_mass(lp, xs, ys) == pytest.approx(1.0, abs=1e-4)
