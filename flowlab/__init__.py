@@ -24,5 +24,17 @@ from ._ode import (
     value_and_divergence as value_and_divergence,
 )
 from ._standardize import Standardize as Standardize
+from .diffusion import (
+    DenoisingScoreMatching as DenoisingScoreMatching,
+    Diffusion as Diffusion,
+    ProbabilityFlow as ProbabilityFlow,
+)
+from .sde import (
+    VESDE as VESDE,
+    VPSDE as VPSDE,
+    AbstractSDE as AbstractSDE,
+    SubVPSDE as SubVPSDE,
+    get_sde as get_sde,
+)
 
 __version__ = "0.1.0"
