@@ -26,14 +26,26 @@ from ._ode import (
 from ._standardize import Standardize as Standardize
 from .diffusion import (
     DenoisingScoreMatching as DenoisingScoreMatching,
+)
+from .diffusion import (
     Diffusion as Diffusion,
+)
+from .diffusion import (
     ProbabilityFlow as ProbabilityFlow,
 )
 from .sde import (
     VESDE as VESDE,
+)
+from .sde import (
     VPSDE as VPSDE,
+)
+from .sde import (
     AbstractSDE as AbstractSDE,
+)
+from .sde import (
     SubVPSDE as SubVPSDE,
+)
+from .sde import (
     get_sde as get_sde,
 )
 
