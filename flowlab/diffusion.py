@@ -279,6 +279,36 @@ class Diffusion(eqx.Module):
         z1 = self.sde.prior_sample(key, (n, self.data_size))
         return ts, _trajectories(self, z1, ts, throw)
 
+    def sde_trajectories(
+        self,
+        key: Key,
+        n: int,
+        *,
+        sampler: str = "em",
+        steps: int = 500,
+        snr: float = 0.16,
+    ) -> tuple[Array, Array]:
+        r"""Paths of a stochastic sampler from the prior ($t = 1$) to the data ($t = \epsilon$).
+
+        Returns ``(ts, xs)``: the ``steps + 1`` times and the states in data coordinates,
+        shape ``(steps + 1, n, d)`` (the prior draw, then the noise-free mean of each step;
+        the last state equals ``sample(key, n, sampler=sampler, steps=steps)``).
+        """
+        n = check_count(n)
+        steps = check_count(steps, "steps")
+        if sampler not in SAMPLERS or sampler == "ode":
+            raise ValueError(
+                f"expected a stochastic sampler ({', '.join(s for s in SAMPLERS if s != 'ode')})"
+                f", got {sampler!r}; for the probability-flow ODE use trajectories()"
+            )
+        if sampler == "ddpm" and not isinstance(self.sde, VPSDE):
+            raise ValueError(f"the ddpm sampler needs a VPSDE, got {type(self.sde).__name__}")
+        return _sde_trajectories(self, key, n, steps, sampler, jnp.asarray(snr, jnp.float32))
+
+
+def _sde_trajectories(model, key, n, steps, sampler, snr):
+    return _sample_sde(model, key, n, steps, sampler, snr, path=True)
+
 
 @eqx.filter_jit
 def _log_prob(model: Diffusion, x, throw):
@@ -313,7 +343,7 @@ def _trajectories(model: Diffusion, z1, ts, throw):
 
 
 @eqx.filter_jit
-def _sample_sde(model: Diffusion, key, n: int, steps: int, sampler: str, snr):
+def _sample_sde(model: Diffusion, key, n: int, steps: int, sampler: str, snr, path=False):
     sde = model.sde
     pf = model.probability_flow
     d = model.data_size
@@ -356,10 +386,14 @@ def _sample_sde(model: Diffusion, key, n: int, steps: int, sampler: str, snr):
             mean, z = ancestral(z, t, h, noise)
         else:
             mean, z = reverse_diffusion(z, t, h, noise)
-        return (z, mean), None
+        return (z, mean), (mean if path else None)
 
     keys = jax.random.split(k_steps, steps)
-    (_, mean), _ = jax.lax.scan(body, (z, z), (ts[:-1], ts[1:], keys))
+    z_prior = z
+    (_, mean), means = jax.lax.scan(body, (z, z), (ts[:-1], ts[1:], keys))
+    if path:
+        # the noise-free mean of every step, after the prior draw: (steps + 1, n, d)
+        return ts, model.standardize.inverse(jnp.concatenate([z_prior[None], means]))
     return model.standardize.inverse(mean)
 
 

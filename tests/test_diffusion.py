@@ -297,3 +297,14 @@ def test_training_reaches_gaussian_likelihood():
     nll = -float(jnp.mean(model.log_prob(holdout)))
     true_nll = -float(np.mean(gaussian_logpdf(holdout, mean, cov)))
     assert abs(nll - true_nll) < 0.1, (nll, true_nll)
+
+
+@pytest.mark.parametrize("sampler", ["em", "pc", "ddpm"])
+def test_sde_trajectories_end_at_the_samples(sampler):
+    model = _gaussian_model("vp")
+    key = jax.random.key(11)
+    ts, xs = model.sde_trajectories(key, 64, sampler=sampler, steps=50)
+    assert ts.shape == (51,) and xs.shape == (51, 64, 2)
+    np.testing.assert_allclose(xs[-1], model.sample(key, 64, sampler=sampler, steps=50), atol=1e-5)
+    with pytest.raises(ValueError, match="stochastic sampler"):
+        model.sde_trajectories(key, 4, sampler="ode")
