@@ -24,5 +24,16 @@ def slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Static checks with ruff."""
     session.install("ruff")
-    session.run("ruff", "check", "flowlab", "experiments", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "flowlab", "experiments", "tests", "benchmarks")
+    session.run(
+        "ruff", "check", "flowlab", "experiments", "tests", "benchmarks", "notebooks", "noxfile.py"
+    )
+    session.run(
+        "ruff", "format", "--check", "flowlab", "experiments", "tests", "benchmarks", "notebooks"
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed figures: `benchmarks/run.py` (prints a table, writes benchmarks/results.json)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/run.py", *session.posargs)
