@@ -23,6 +23,8 @@ from ._ode import (
 from ._ode import (
     value_and_divergence as value_and_divergence,
 )
+from ._single_noise import SingleNoiseDSM as SingleNoiseDSM
+from ._single_noise import SingleNoiseScore as SingleNoiseScore
 from ._standardize import Standardize as Standardize
 from .diffusion import (
     DenoisingScoreMatching as DenoisingScoreMatching,
