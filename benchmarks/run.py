@@ -72,6 +72,59 @@ def bench_train(model, loss, data, batch, chunk, repeats):
     }
 
 
+def bench_trained(repeats):
+    """Figures for the models the experiment scripts trained (if their outputs exist)."""
+    sys.path.insert(0, str(HERE.parent / "experiments"))
+    out = {}
+    runs = [("cnf_pinwheel_fm", "cnf_pinwheel"), ("diffusion_pinwheel_vp", "diffusion_pinwheel")]
+    for run, module in runs:
+        path = HERE.parent / "results" / run / "model.eqx"
+        if not path.exists():
+            print(f"(no trained model at {path}: run experiments/{module}.py for these figures)")
+            continue
+        build = __import__(module).build_model
+        model, hp = flowlab.load_model(path, build)
+        holdout = datasets.split(hp["dataset"], jax.random.split(jax.random.key(hp["seed"]), 5)[0])[
+            1
+        ]
+        big = datasets.sample(hp["dataset"], jax.random.key(7), 10_000)
+        row = {
+            "log_prob_500": bench_log_prob(model, holdout, repeats),
+            "log_prob_10k": bench_log_prob(model, big, max(1, repeats // 2)),
+        }
+        key = jax.random.key(3)
+        if run.startswith("cnf"):
+            _, st = model.sample_with_stats(key, 10_000)
+            t, c = median_time(lambda m=model, k=key: m.sample(k, 10_000), repeats)
+            row["sample_10k"] = {"time_s": t, "compile_s": c, "nfe": st.as_dict()["nfe"]}
+        else:
+            for sampler, steps in [
+                ("ode", 0),
+                ("em", 100),
+                ("em", 1000),
+                ("pc", 100),
+                ("pc", 1000),
+                ("ddpm", 1000),
+            ]:
+                kw = {"sampler": sampler} | ({"steps": steps} if steps else {})
+                _, info = model.sample_with_stats(key, 10_000, **kw)
+                t, c = median_time(
+                    lambda kw=kw, m=model, k=key: m.sample(k, 10_000, **kw), max(1, repeats // 2)
+                )
+                row[f"sample_10k_{sampler}{steps or ''}"] = {
+                    "time_s": t,
+                    "compile_s": c,
+                    "nfe": int(info["nfe"]),
+                }
+        out[run] = row
+        print(
+            f"trained {run}: "
+            + "; ".join(f"{k} {v['time_s'] * 1e3:.0f} ms ({v['nfe']} NFE)" for k, v in row.items()),
+            flush=True,
+        )
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -120,6 +173,7 @@ def main(argv=None):
         f"compile {mle['compile_s']:.1f} s"
     )
     results["cnf"] = rows
+    results["trained"] = bench_trained(repeats)
     results["mle_train_w64_d3_b1000"] = mle
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {HERE / 'results.json'}")
