@@ -215,7 +215,7 @@ def fit(
     hyperparameters: dict[str, Any] | None = None,
     progress: bool = True,
     filter_spec: Any = None,
-    callback: Callable[[int, History], None] | None = None,
+    callback: Callable[[int, History], bool | None] | None = None,
 ):
     r"""Train ``model`` on ``train_data`` with ``loss_fn``; return ``(model, history)``.
 
@@ -245,7 +245,9 @@ def fit(
             a checkpoint with different hyperparameters is refused rather than resumed.
         progress: show a progress bar.
         filter_spec: which parts of ``model`` to train (an Equinox filter spec).
-        callback: ``callback(step, history)`` after each evaluation and checkpoint.
+        callback: ``callback(step, history)`` after each evaluation and checkpoint; if it
+            returns ``True`` training stops there (early stopping, e.g. once a target
+            hold-out NLL is reached) and the model of that step is returned.
     """
     steps = check_count(steps, "steps")
     batch_size = check_count(batch_size, "batch_size")
@@ -340,8 +342,8 @@ def fit(
             post = {"train": f"{history.train_loss[-1]:.3f}", "holdout": f"{holdout:.3f}"}
             post.update({k: f"{v[-1]:.3f}" for k, v in history.metrics.items()})
             bar.set_postfix(post)
-        if callback is not None:
-            callback(step, history)
+        if callback is not None and callback(step, history):
+            break
     if bar is not None:
         bar.close()
     final = eqx.combine(ema if ema_decay is not None else params, static)

@@ -169,3 +169,17 @@ def test_fit_rejects_bad_input():
         fit(model, FlowMatching(), bad, train, key=jax.random.key(0), steps=10, progress=False)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         fit(model, FlowMatching(), train, train, key=jax.random.key(0), steps=0)
+
+
+def test_callback_returning_true_stops_training_early(tmp_path):
+    seen = []
+
+    def stop_at_40(step, history):
+        seen.append(step)
+        return step >= 40
+
+    model, history = _run(tmp_path, "early.ckpt", callback=stop_at_40)
+    assert seen == [20, 40]
+    assert history.step == [20, 40]
+    assert len(history.step_losses) == 40
+    assert flowlab._checkpoint.read_header(tmp_path / "early.ckpt")["step"] == 40
