@@ -37,3 +37,18 @@ def bench(session: nox.Session) -> None:
     """Speed figures: `benchmarks/run.py` (prints a table, writes benchmarks/results.json)."""
     session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def bench_torchcfm(session: nox.Session) -> None:
+    """Optional side-by-side training speed, flowlab vs torchcfm (torch is never a flowlab
+    dependency; it is installed only in this session's virtualenv)."""
+    # torch pinned to the CPU wheel on this machine's disk (an unpinned torch could pull a
+    # multi-GB CUDA build); the constraint keeps torchcfm's dependencies (torchdyn, pot, ...)
+    # and the project install from moving it.
+    constraints = f"{session.create_tmp()}/torch-constraint.txt"
+    with open(constraints, "w") as f:
+        f.write("torch==2.13.0\n")
+    session.install("-c", constraints, "torch==2.13.0", "torchcfm")
+    session.install("-c", constraints, "-e", ".")
+    session.run("python", "benchmarks/torchcfm_side_by_side.py", *session.posargs)

@@ -1,0 +1,299 @@
+"""Flow-matching training speed, flowlab vs torchcfm, in one run on one machine (CPU).
+
+    nox -s bench_torchcfm                 # installs torch==2.13.0 (CPU) + torchcfm, runs this
+    nox -s bench_torchcfm -- --quick      # a short run (a minute or two)
+    python benchmarks/torchcfm_side_by_side.py [--steps N] [--quick]
+
+Both sides train the same problem: the checkerboard training set (2000 points of
+``flowlab.datasets.split("checkerboard", key(0))``), batches of 256 drawn uniformly with
+replacement, an MLP of width 64 with 3 hidden layers, Adam with learning rate 1e-3.
+
+- torchcfm: ``torchcfm.models.MLP(dim=2, w=64, time_varying=True)`` (input ``[x, t]``, three
+  hidden SELU layers), eager PyTorch, one Python step per batch, for I-CFM
+  (``ConditionalFlowMatcher(sigma=0)``) and OT-CFM
+  (``ExactOptimalTransportConditionalFlowMatcher(sigma=0)``, exact OT of each batch with POT).
+  Timed in blocks of 200 steps (50 with ``--quick``) after a warm-up; ms/step is the median
+  over blocks. torch runs with 2 intra-op threads, then again with 1 (``--torch-threads``):
+  on a busy 2-core machine 2 threads can be many times slower than 1.
+- flowlab: ``CNF(MLPVectorField(2, width=64, depth=3))`` with ``FlowMatching()``, timed as
+  flowlab's own training loop runs it: ``flowlab.train._train_chunk`` (200 steps fused in one
+  ``lax.scan`` under one jit). ms/step is the median over repeated chunks; compile time is
+  reported separately. Two flowlab rows: the default vector field (SiLU, Fourier time
+  features, input size 2 + 7) and one matched to torchcfm's MLP (SELU, raw ``t`` only,
+  input size 2 + 1). XLA's CPU backend picks its own thread count.
+
+Writes ``benchmarks/torchcfm_results.json``. torch is never a dependency of flowlab itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BATCH = 256
+WIDTH = 64
+DEPTH = 3
+LR = 1e-3
+CHUNK = 200  # flowlab: steps fused in one jit call (flowlab.train.fit uses eval_every=250)
+
+INSTALL_HINT = (
+    "torch and torchcfm are needed for this benchmark (they are not flowlab dependencies).\n"
+    "Run it through nox, which installs them in a separate virtualenv:\n"
+    "    nox -s bench_torchcfm [-- --quick]\n"
+    "or install them into the current environment:\n"
+    "    pip install torch==2.13.0 torchcfm"
+)
+
+
+def version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def time_torch(fm, train, n_blocks, block, warmup, seed=0):
+    """Median ms/step over ``n_blocks`` blocks of ``block`` eager steps, after ``warmup`` steps."""
+    import torch
+    from torchcfm.models import MLP
+
+    torch.manual_seed(seed)
+    model = MLP(dim=2, w=WIDTH, time_varying=True)  # [x, t] -> 3 x (Linear + SELU) -> Linear
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    n = train.shape[0]
+
+    def step():
+        opt.zero_grad()
+        x1 = train[torch.randint(0, n, (BATCH,))]
+        x0 = torch.randn_like(x1)
+        t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
+        vt = model(torch.cat([xt, t[:, None]], dim=-1))
+        loss = torch.mean((vt - ut) ** 2)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(warmup):
+        step()
+    blocks = []
+    for _ in range(n_blocks):
+        t0 = time.perf_counter()
+        for _ in range(block):
+            loss = step()
+        last = loss.item()
+        blocks.append(time.perf_counter() - t0)
+    return summarize(blocks, block, compile_s=None, last_loss=last)
+
+
+def time_flowlab(vf_kwargs, train, n_chunks, seed=1):
+    """Median ms/step over ``n_chunks`` fused chunks of CHUNK steps (first call, which
+    compiles, timed separately)."""
+    import equinox as eqx
+    import jax
+    import optax
+
+    import flowlab
+    from flowlab.nn import MLPVectorField
+    from flowlab.train import FlowMatching, _train_chunk, trainable_filter
+
+    vf = MLPVectorField(2, width=WIDTH, depth=DEPTH, key=jax.random.key(seed), **vf_kwargs)
+    model = flowlab.CNF(vf, standardize=flowlab.Standardize.fit(train))
+    params, static = eqx.partition(model, trainable_filter(model))
+    opt = optax.adam(LR)
+    state = opt.init(params)
+    loss = FlowMatching()
+
+    def run(key):
+        out = _train_chunk(params, None, state, static, loss, opt, train, key, CHUNK, BATCH, None)
+        return jax.block_until_ready(out[3])
+
+    t0 = time.perf_counter()
+    run(jax.random.key(0))
+    first = time.perf_counter() - t0
+    blocks = []
+    for i in range(n_chunks):
+        t0 = time.perf_counter()
+        losses = run(jax.random.key(i + 1))
+        blocks.append(time.perf_counter() - t0)
+    med = sorted(blocks)[len(blocks) // 2]
+    return summarize(blocks, CHUNK, compile_s=max(first - med, 0.0), last_loss=float(losses[-1]))
+
+
+def summarize(blocks, block, compile_s, last_loss):
+    import numpy as np
+
+    return {
+        "step_ms": 1e3 * float(np.median(blocks)) / block,
+        "step_ms_min": 1e3 * float(np.min(blocks)) / block,
+        "steps_per_s": block * len(blocks) / float(np.sum(blocks)),
+        "timed_steps": block * len(blocks),
+        "block_steps": block,
+        "compile_s": compile_s,
+        "last_loss": last_loss,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed steps per implementation (default 2000; 150 torch / 600 flowlab with --quick)",
+    )
+    p.add_argument("--quick", action="store_true", help="few steps (a minute or two in all)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        nargs="+",
+        default=[2, 1],
+        help="torch intra-op thread counts to time (default: 2, then 1 for comparison)",
+    )
+    p.add_argument("--out", type=Path, default=HERE / "torchcfm_results.json")
+    args = p.parse_args()
+    # torch: blocks of `block` eager steps; flowlab: fused chunks of CHUNK steps.
+    block = 50 if args.quick else 200
+    torch_steps = args.steps or (150 if args.quick else 2000)
+    flowlab_steps = args.steps or (600 if args.quick else 2000)
+    torch_blocks = max(1, round(torch_steps / block))
+    flowlab_chunks = max(1, round(flowlab_steps / CHUNK))
+    warmup = 20 if args.quick else 200
+
+    try:
+        import torch
+        import torchcfm  # noqa: F401
+        from torchcfm.conditional_flow_matching import (
+            ConditionalFlowMatcher,
+            ExactOptimalTransportConditionalFlowMatcher,
+        )
+    except ImportError as e:
+        sys.exit(f"error: {e}\n\n{INSTALL_HINT}")
+
+    import jax
+    import numpy as np
+
+    import flowlab
+    from flowlab import datasets
+
+    train_jax, _ = datasets.split("checkerboard", jax.random.key(0))
+    # Same standardised coordinates as flowlab's CNF (done once, outside the timed loop).
+    z = np.array(flowlab.Standardize.fit(train_jax).forward(train_jax), dtype=np.float32)
+    train_torch = torch.from_numpy(z)
+
+    loadavg = os.getloadavg if hasattr(os, "getloadavg") else lambda: None
+    info = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "dataset": "checkerboard, 2000 training points (datasets.split, key 0)",
+        "batch": BATCH,
+        "width": WIDTH,
+        "hidden_layers": DEPTH,
+        "optimizer": f"Adam lr={LR} (both sides)",
+        "torch_block_steps": block,
+        "torch_warmup_steps": warmup,
+        "flowlab_chunk_steps": CHUNK,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "cpu_affinity": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else None,
+            "load_avg_at_start": loadavg(),
+            "processor": platform.processor() or platform.machine(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch_threads": args.torch_threads,
+            "jax_devices": [str(d) for d in jax.devices()],
+        },
+        "versions": {
+            name: version(name)
+            for name in ["torch", "torchcfm", "pot", "jax", "jaxlib", "equinox", "optax", "flowlab"]
+        },
+    }
+
+    rows = {}
+    print(
+        f"batch {BATCH}; torch: {torch_blocks} x {block} steps after {warmup} warm-up, threads "
+        f"{args.torch_threads}; flowlab: {flowlab_chunks} x {CHUNK} fused steps"
+    )
+    matchers = {
+        "I-CFM": lambda: ConditionalFlowMatcher(sigma=0.0),
+        "OT-CFM": lambda: ExactOptimalTransportConditionalFlowMatcher(sigma=0.0),
+    }
+    for threads in args.torch_threads:
+        torch.set_num_threads(threads)
+        for label, make in matchers.items():
+            name = f"torchcfm {label}, {threads} thread{'s' if threads > 1 else ''}"
+            rows[name] = time_torch(make(), train_torch, torch_blocks, block, warmup)
+            rows[name]["torch_threads"] = threads
+            print(f"  {name}: {rows[name]['step_ms']:.3f} ms/step")
+    flowlab_rows = {
+        "flowlab FM": {},
+        "flowlab FM, torchcfm-matched MLP": {"activation": jax.nn.selu, "time_frequencies": ()},
+    }
+    for name, kw in flowlab_rows.items():
+        rows[name] = time_flowlab(kw, train_jax, flowlab_chunks)
+        print(f"  {name}: {rows[name]['step_ms']:.3f} ms/step")
+    info["machine"]["load_avg_at_end"] = loadavg()
+
+    # Speed-up of each flowlab row over each torchcfm row (ratio of median ms/step).
+    speedups = {
+        f: {t: rows[t]["step_ms"] / rows[f]["step_ms"] for t in rows if t.startswith("torchcfm")}
+        for f in flowlab_rows
+    }
+
+    head = (
+        f"{'implementation':<34} {'ms/step':>8} {'steps/s':>8} {'compile s':>9} "
+        f"{'flowlab FM':>11} {'fl. matched':>11}"
+    )
+    print(f"\n{'':<64}{'flowlab speed-up':^23}")
+    print(head)
+    print("-" * len(head))
+    for name, r in rows.items():
+        line = f"{name:<34} {r['step_ms']:>8.3f} {r['steps_per_s']:>8.0f} "
+        line += f"{r['compile_s']:>9.2f}" if r["compile_s"] is not None else f"{'-':>9}"
+        for f in flowlab_rows:
+            line += f" {speedups[f][name]:>10.1f}x" if name in speedups[f] else f" {'':>11}"
+        print(line)
+    m = info["machine"]
+    v = info["versions"]
+    print(
+        f"\n{m['cpu_count']} CPUs; load avg at start {m['load_avg_at_start']}, at end "
+        f"{m['load_avg_at_end']}; torch {v['torch']}, torchcfm {v['torchcfm']}, jax {v['jax']}"
+    )
+    print(
+        f"Notes: ms/step = median over timed blocks (torch {block} steps, flowlab {CHUNK} steps "
+        "per jit call,\n"
+        "  as flowlab.train.fit runs them; compile time separate); steps/s = over all timed "
+        "steps.\n"
+        "  torchcfm: eager PyTorch, torchcfm.models.MLP: [x, t] -> 3 x (Linear 64 + SELU) -> "
+        "Linear.\n"
+        "  flowlab FM: eqx MLP, 3 hidden layers of 64, SiLU, input [x, t, sin/cos(pi k t), "
+        "k = 1, 2, 4];\n"
+        "  the matched row uses SELU and input [x, t] like torchcfm's MLP.\n"
+        "  Both sides: plain Adam(1e-3) (fit's default optimiser adds warm-up/cosine and "
+        "clipping).\n"
+        "  OT-CFM adds an exact OT plan per batch (POT ot.emd, 256 x 256, on the CPU)."
+    )
+    one = {k.split(",")[0]: r["step_ms"] for k, r in rows.items() if r.get("torch_threads") == 1}
+    for name, r in rows.items():
+        base = one.get(name.split(",")[0])
+        if r.get("torch_threads", 1) > 1 and base and r["step_ms"] > 2 * base:
+            print(
+                f"WARNING: {name} is {r['step_ms'] / base:.0f}x slower than with 1 thread: the "
+                "CPU is oversubscribed (see load avg); compare with the 1-thread rows."
+            )
+    out = info | {"results": rows, "flowlab_speedup": speedups}
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
