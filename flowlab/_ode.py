@@ -108,8 +108,9 @@ class SolverOptions(eqx.Module):
     def controller(self) -> diffrax.AbstractStepSizeController:
         if not self.adaptive:
             return diffrax.ConstantStepSize()
-        norm = max_norm if self.norm == "max" else diffrax.rms_norm
-        return diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=norm)
+        if self.norm == "max":
+            return diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=max_norm)
+        return diffrax.PIDController(rtol=self.rtol, atol=self.atol)  # Diffrax's RMS norm
 
     def dt(self, t0: Time, t1: Time) -> Array | None:
         if self.adaptive:

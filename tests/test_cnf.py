@@ -42,6 +42,16 @@ def test_linear_field_log_prob_matches_closed_form(a):
     assert int(stats.nfe) == 6 * int(stats.num_steps) + 3  # Tsit5, FSAL, adaptive start
 
 
+def test_rms_norm_controller_matches_closed_form_with_fewer_steps():
+    a = MATRICES[3]
+    x = _points()
+    lp_max, st_max = CNF(Linear(jnp.asarray(a))).log_prob_with_stats(x)
+    lp_rms, st_rms = CNF(Linear(jnp.asarray(a)), norm="rms").log_prob_with_stats(x)
+    np.testing.assert_allclose(lp_rms, linear_flow_logpdf(x, a), atol=LOGPROB_ATOL, rtol=0)
+    # the per-example max norm is the stricter control of the two
+    assert int(st_rms.num_steps) <= int(st_max.num_steps)
+
+
 @pytest.mark.parametrize("t", [0.0, 0.3, 0.75])
 def test_intermediate_time_density(t):
     a = MATRICES[2]
