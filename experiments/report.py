@@ -329,7 +329,10 @@ def write_results_md(path: Path, rows: list[dict], config: dict, results: Path, 
         "Columns: exact NLL and KDE NLL on the hold-out set (nats), their difference, KL gap = "
         "exact NLL − true entropy, sample metrics against fresh true samples (Bhattacharyya, "
         "W2, energy distance, MMD²), sampler NFE, training and sampling time (s). The oracle "
-        "row scores fresh true samples the same way.",
+        "row scores fresh true samples the same way. Times are wall-clock seconds on the "
+        "machine that ran `compare.py` (see `config.json`); runs that share the cores with "
+        "other jobs take longer, so compare times within one table, and see "
+        "[benchmarks/README.md](benchmarks/README.md) for quiet-machine speed figures.",
         "",
         "## Hyperparameters",
         "",
