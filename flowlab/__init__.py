@@ -15,13 +15,13 @@ from ._ode import (
     augmented_solve as augmented_solve,
 )
 from ._ode import (
+    batch_value_and_divergence as batch_value_and_divergence,
+)
+from ._ode import (
     flow_solve as flow_solve,
 )
 from ._ode import (
     standard_normal_log_prob as standard_normal_log_prob,
-)
-from ._ode import (
-    batch_value_and_divergence as batch_value_and_divergence,
 )
 from ._ode import (
     value_and_divergence as value_and_divergence,
