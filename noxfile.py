@@ -10,7 +10,9 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     """Install flowlab and run the fast test suite (slow tests excluded)."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-m", "not slow", *session.posargs, env={"MPLBACKEND": "Agg"})
+    session.run(
+        "pytest", "-m", "not slow", "--durations=10", *session.posargs, env={"MPLBACKEND": "Agg"}
+    )
 
 
 @nox.session
