@@ -80,8 +80,8 @@ LABELS = {
 # Training budgets per family, tuned on pinwheel (seed 0, exact hold-out NLL; true entropy
 # -0.092): flow matching 8000 steps at lr 5e-3 -> ~0.12, DSM 8000 -> ~0.16 (PF-ODE), maximum
 # likelihood 500 steps at lr 1e-2 -> ~0.14; lower learning rates plateau at the Gaussian fit
-# (~1.0) for these budgets. Full run (4 datasets x 3 seeds): estimated ~20-25 min on two
-# uncontended CPU cores (maximum likelihood is ~40% of it: ~100 ms per step).
+# (~1.0) for these budgets. Full run (4 datasets x 3 seeds): 29.5 min measured on two quiet
+# CPU cores (maximum likelihood is ~40% of it: ~50 s per 500-step run).
 BUDGETS = {
     "full": {
         "cnf_mle": dict(steps=500, width=64, depth=3, batch_size=512, lr=1e-2, ema_decay=0.99),
