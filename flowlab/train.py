@@ -176,24 +176,33 @@ def _ema_update(ema, params, decay):
     )
 
 
+def _train_step(
+    params, ema, opt_state, static, loss_fn, optimizer, data, key, batch_size, ema_decay
+):
+    """One optimiser step on a batch drawn with replacement; returns the new state and loss."""
+    k_batch, k_loss = jax.random.split(key)
+    idx = jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])
+
+    def loss_of(p):
+        return loss_fn(eqx.combine(p, static), data[idx], k_loss)
+
+    loss, grads = eqx.filter_value_and_grad(loss_of)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = eqx.apply_updates(params, updates)
+    if ema_decay is not None:
+        ema = _ema_update(ema, params, ema_decay)
+    return (params, ema, opt_state), loss
+
+
 @eqx.filter_jit
 def _train_chunk(
     params, ema, opt_state, static, loss_fn, optimizer, data, key, n_steps, batch_size, ema_decay
 ):
     def step(carry, k):
         params, ema, opt_state = carry
-        k_batch, k_loss = jax.random.split(k)
-        idx = jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])
-
-        def loss_of(p):
-            return loss_fn(eqx.combine(p, static), data[idx], k_loss)
-
-        loss, grads = eqx.filter_value_and_grad(loss_of)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = eqx.apply_updates(params, updates)
-        if ema_decay is not None:
-            ema = _ema_update(ema, params, ema_decay)
-        return (params, ema, opt_state), loss
+        return _train_step(
+            params, ema, opt_state, static, loss_fn, optimizer, data, k, batch_size, ema_decay
+        )
 
     keys = jax.random.split(key, n_steps)
     (params, ema, opt_state), losses = jax.lax.scan(step, (params, ema, opt_state), keys)
