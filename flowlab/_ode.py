@@ -13,6 +13,7 @@ probe is passed, which is fixed for the whole solve.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -27,29 +28,33 @@ from ._typing import Array, Point, Points, Time, Values
 __all__ = [
     "ODEStats",
     "SolverOptions",
+    "Stats",
     "augmented_solve",
     "batch_value_and_divergence",
     "flow_solve",
     "value_and_divergence",
     "stages_per_step",
+    "nfe_of",
 ]
 
-# Vector-field evaluations per attempted step of each explicit solver (first-same-as-last
-# stages counted once). Used to report the number of function evaluations (NFE).
+# Vector-field evaluations per attempted step of each explicit solver, and whether it is
+# first-same-as-last (FSAL: its last stage is the next step's first, so a solve costs one
+# evaluation more than stages x steps, the initial one). Checked in the tests by counting
+# real calls of the field (tests/test_ode.py).
 _STAGES = {
-    diffrax.Tsit5: 6,
-    diffrax.Dopri5: 6,
-    diffrax.Dopri8: 12,
-    diffrax.Bosh3: 3,
-    diffrax.Heun: 2,
-    diffrax.Midpoint: 2,
-    diffrax.Ralston: 2,
-    diffrax.Euler: 1,
+    diffrax.Tsit5: (6, True),
+    diffrax.Dopri5: (6, True),
+    diffrax.Dopri8: (13, True),
+    diffrax.Bosh3: (3, True),
+    diffrax.Heun: (2, False),
+    diffrax.Midpoint: (2, False),
+    diffrax.Ralston: (2, False),
+    diffrax.Euler: (1, False),
 }
 
 
-def stages_per_step(solver: diffrax.AbstractSolver) -> int:
-    """Vector-field evaluations per step of ``solver`` (FSAL stages counted once)."""
+def stages_per_step(solver: diffrax.AbstractSolver) -> tuple[int, bool]:
+    """``(evaluations per step, first-same-as-last)`` of ``solver``."""
     for cls, n in _STAGES.items():
         if type(solver) is cls:
             return n
@@ -57,6 +62,12 @@ def stages_per_step(solver: diffrax.AbstractSolver) -> int:
         f"unknown stage count for solver {type(solver).__name__}; "
         f"supported: {', '.join(c.__name__ for c in _STAGES)}"
     )
+
+
+def nfe_of(solver: diffrax.AbstractSolver, num_steps: Array) -> Array:
+    """Field evaluations of a solve of ``num_steps`` attempted steps with ``solver``."""
+    stages, fsal = stages_per_step(solver)
+    return stages * num_steps + (1 if fsal else 0)
 
 
 def max_norm(tree: Any) -> Array:
@@ -106,6 +117,29 @@ class SolverOptions(eqx.Module):
     def adaptive(self) -> bool:
         return self.dt0 is None
 
+    def replace(self, **changes) -> SolverOptions:
+        """These options with some fields changed (any field of this class; an unknown name
+        raises ``TypeError`` listing the valid ones)."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - valid
+        if unknown:
+            raise TypeError(
+                f"unknown solver option(s) {sorted(unknown)}; expected some of {sorted(valid)}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def describe(self, *, hutchinson: bool = False) -> str:
+        """What a log-density computed with these options is, in words, for outputs: *exact*
+        only for an adaptive solve with the exact trace; otherwise an estimate."""
+        name = type(self.solver).__name__
+        trace = "Hutchinson trace estimate" if hutchinson else "exact Jacobian trace"
+        if self.adaptive:
+            solve = f"adaptive {name} (rtol={self.rtol:g}, atol={self.atol:g}, {self.norm} norm)"
+        else:
+            solve = f"fixed-step {name} (dt={self.dt0:g})"
+        kind = "exact" if self.adaptive and not hutchinson else "estimate"
+        return f"{kind}: {solve}, {trace}"
+
     def controller(self) -> diffrax.AbstractStepSizeController:
         if not self.adaptive:
             return diffrax.ConstantStepSize()
@@ -119,15 +153,16 @@ class SolverOptions(eqx.Module):
         return self.dt0 * jnp.where(jnp.asarray(t1) >= jnp.asarray(t0), 1.0, -1.0)
 
 
-class ODEStats(eqx.Module):
-    """Statistics of one (batched) ODE solve.
+class Stats(eqx.Module):
+    """What drawing samples or evaluating a likelihood cost: one type for every model.
 
     Attributes:
-        num_steps: steps attempted (accepted + rejected).
-        num_accepted_steps, num_rejected_steps: as the step-size controller decided.
-        nfe: evaluations of the vector field (each including its divergence for a
-            likelihood solve): stages per step times steps, plus the initial evaluation(s).
-        success: ``False`` if the solver stopped early (e.g. ran out of ``max_steps``) or
+        num_steps: solver or sampler steps taken (attempted steps for an adaptive solve).
+        num_accepted_steps, num_rejected_steps: as the step-size controller decided
+            (every step is accepted for a fixed-step sampler).
+        nfe: evaluations of the network (vector field, score, energy gradient, decoder or
+            generator); for a likelihood solve each includes its divergence.
+        success: ``False`` if a solve stopped early (e.g. ran out of ``max_steps``) or
             produced non-finite values.
     """
 
@@ -136,6 +171,17 @@ class ODEStats(eqx.Module):
     num_rejected_steps: Array
     nfe: Array
     success: Array
+
+    @classmethod
+    def fixed(cls, steps: int, nfe: int, success=True) -> Stats:
+        """The statistics of a fixed-step sampler (or a single network pass: ``steps=1``)."""
+        return cls(
+            num_steps=jnp.asarray(steps),
+            num_accepted_steps=jnp.asarray(steps),
+            num_rejected_steps=jnp.asarray(0),
+            nfe=jnp.asarray(nfe),
+            success=jnp.asarray(success),
+        )
 
     def as_dict(self) -> dict[str, int | bool]:
         """Plain Python numbers, e.g. for ``metrics.json``."""
@@ -148,16 +194,17 @@ class ODEStats(eqx.Module):
         }
 
 
-def _stats(sol: diffrax.Solution, options: SolverOptions, finite: Array) -> ODEStats:
+ODEStats = Stats
+"""The former name of :class:`Stats` (kept so older code keeps working)."""
+
+
+def _stats(sol: diffrax.Solution, options: SolverOptions, finite: Array) -> Stats:
     steps = sol.stats["num_steps"]
-    # Adaptive solves evaluate the field twice more to pick the first step; every solve
-    # evaluates it once at the start.
-    extra = 3 if options.adaptive else 1
-    return ODEStats(
+    return Stats(
         num_steps=steps,
         num_accepted_steps=sol.stats["num_accepted_steps"],
         num_rejected_steps=sol.stats["num_rejected_steps"],
-        nfe=stages_per_step(options.solver) * steps + extra,
+        nfe=nfe_of(options.solver, steps),
         success=(sol.result == diffrax.RESULTS.successful) & finite,
     )
 
@@ -254,7 +301,7 @@ def augmented_solve(
     *,
     probe: Points | None = None,
     throw: bool = True,
-) -> tuple[Points, Values, ODEStats]:
+) -> tuple[Points, Values, Stats]:
     r"""Solve $\dot x = f(t, x)$, $\dot\delta = \nabla\cdot f(t, x)$ from ``t0`` to ``t1``.
 
     Arguments:
@@ -288,7 +335,7 @@ def flow_solve(
     *,
     ts: Array | None = None,
     throw: bool = True,
-) -> tuple[Array, ODEStats]:
+) -> tuple[Array, Stats]:
     r"""Solve $\dot x = f(t, x)$ from ``t0`` to ``t1`` for a batch ``x0`` of shape ``(n, d)``.
 
     Returns the end points ``(n, d)`` or, when ``ts`` is given, the states at those times,

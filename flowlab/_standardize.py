@@ -62,3 +62,34 @@ class Standardize(eqx.Module):
     def log_det(self) -> Array:
         r"""$\log |\det \partial z / \partial x| = -\sum_i \log s_i$."""
         return -jnp.sum(jnp.log(self._params()[1]))
+
+
+def resolve_data_size(
+    network, data_size: int | None, standardize: Standardize | None
+) -> tuple[int | None, Standardize | None]:
+    """The data dimension and standardisation of a model, from what its constructor got.
+
+    ``data_size`` if given, else ``network.data_size`` (flowlab's networks have one), else
+    the dimension of ``standardize``, else ``None``: unknown until the model is handed
+    points (``log_prob`` reads it from their shape; sampling then needs ``data_size``).
+    A missing standardisation is the identity. The one place every family resolves these.
+    """
+    if data_size is None and isinstance(getattr(network, "data_size", None), int):
+        data_size = network.data_size
+    if data_size is None and standardize is not None:
+        data_size = standardize.loc.shape[0]
+    if data_size is not None:
+        if isinstance(data_size, bool) or int(data_size) != data_size or data_size < 1:
+            raise ValueError(f"data_size must be a positive integer, got {data_size!r}")
+        data_size = int(data_size)
+    if standardize is None:
+        return data_size, (None if data_size is None else Standardize.identity(data_size))
+    if not isinstance(standardize, Standardize):
+        raise ValueError(
+            f"expected standardize to be a Standardize, got {type(standardize).__name__}"
+        )
+    if standardize.loc.shape != (data_size,):
+        raise ValueError(
+            f"standardize acts on shape {standardize.loc.shape}, expected ({data_size},)"
+        )
+    return data_size, standardize

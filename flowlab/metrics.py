@@ -4,6 +4,13 @@ These are for models whose samples are all we score. Where a model has an exact
 likelihood (every flowlab model does), report that; these estimates carry the bias of the
 kernel density estimate (a noise floor that the oracle — fresh true samples scored the same
 way — shows).
+
+A KDE needs samples that span the plane: points that are all identical, or all on a line (as
+a collapsed generator produces), have a singular covariance, and the KDE scores are then
+meaningless (SciPy either fails or returns numbers like -1e16). ``kde_log_likelihood`` and
+``bhattacharyya_distance`` raise :class:`DegenerateSamplesError` (a ``ValueError``) for
+them, which a caller can catch and record as an explicit flag; ``check_samples`` runs the
+same check alone.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import scipy.stats
 from ._checks import check_points
 
 __all__ = [
+    "DegenerateSamplesError",
     "KDEResult",
     "bhattacharyya_distance",
+    "check_samples",
     "energy_distance",
     "grid_mass",
     "kde_log_likelihood",
@@ -60,8 +69,79 @@ def _as_points(x, name: str) -> np.ndarray:
     return x
 
 
-def _kde(samples, bw_method) -> scipy.stats.gaussian_kde:
-    return scipy.stats.gaussian_kde(_as_points(samples, "samples").T, bw_method=bw_method)
+class DegenerateSamplesError(ValueError):
+    """Samples whose covariance does not have full rank ``d``: a KDE of them is meaningless.
+
+    Attributes: ``name`` (the argument), ``n`` (number of samples), ``n_distinct`` (number of
+    distinct points), ``dim`` (``d``), ``rank`` (numerical rank of the covariance) and
+    ``eigenvalues`` (of the covariance, ascending).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str,
+        n: int,
+        n_distinct: int,
+        dim: int,
+        rank: int,
+        eigenvalues: np.ndarray,
+    ):
+        super().__init__(message)
+        self.name, self.n, self.n_distinct = name, n, n_distinct
+        self.dim, self.rank, self.eigenvalues = dim, rank, eigenvalues
+
+
+# An eigen-direction of the covariance counts as zero when its standard deviation is at most
+# this many machine epsilons (of the samples' dtype) times the largest coordinate: rounding
+# points on a line to float32 leaves them a thickness of about 0.3 eps |x|.
+_RANK_EPS_FACTOR = 100.0
+
+
+def _check_full_rank(x: np.ndarray, eps: float, name: str) -> None:
+    n, d = x.shape
+    eigenvalues = np.linalg.eigvalsh(np.atleast_2d(np.cov(x.T)))
+    tol = _RANK_EPS_FACTOR * eps * float(np.max(np.abs(x)))
+    rank = int(np.sum(np.sqrt(np.maximum(eigenvalues, 0.0)) > tol))
+    if rank == d:
+        return
+    n_distinct = len(np.unique(x, axis=0))
+    points = "point" if n_distinct == 1 else "points"
+    raise DegenerateSamplesError(
+        f"{name} are degenerate: a Gaussian KDE needs samples whose covariance has full rank "
+        f"{d}, got {n} samples ({n_distinct} distinct {points}) whose covariance has rank "
+        f"{rank} (eigenvalues {np.array2string(eigenvalues, precision=3)}; a direction with "
+        f"std <= {tol:.3g} counts as zero). A collapsed generator produces this: report the "
+        f"run as degenerate rather than as a KDE score.",
+        name=name,
+        n=n,
+        n_distinct=n_distinct,
+        dim=d,
+        rank=rank,
+        eigenvalues=eigenvalues,
+    )
+
+
+def _eps(samples) -> float:
+    dtype = np.asarray(samples).dtype
+    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps)
+
+
+def check_samples(samples, name: str = "samples") -> None:
+    """Check that ``samples`` (shape ``(N, d)``, ``N >= 2``, finite) can be fitted by a KDE.
+
+    Raises :class:`DegenerateSamplesError` (a ``ValueError``) when their covariance is
+    singular to the precision of their dtype (all points identical, or all on a line in 2D),
+    and ``ValueError`` for a bad shape or non-finite values.
+    """
+    _check_full_rank(_as_points(samples, name), _eps(samples), name)
+
+
+def _kde(samples, bw_method, name: str = "samples") -> scipy.stats.gaussian_kde:
+    x = _as_points(samples, name)
+    _check_full_rank(x, _eps(samples), name)
+    return scipy.stats.gaussian_kde(x.T, bw_method=bw_method)
 
 
 def kde_log_likelihood(samples, holdout, bw_method: str | float = "scott") -> KDEResult:
@@ -70,6 +150,8 @@ def kde_log_likelihood(samples, holdout, bw_method: str | float = "scott") -> KD
 
     Arguments:
         bw_method: ``"scott"`` (default), ``"silverman"`` or a float factor, as in SciPy.
+
+    Raises :class:`DegenerateSamplesError` when ``samples`` do not span ``d`` dimensions.
     """
     kde = _kde(samples, bw_method)
     h = _as_points(holdout, "holdout")
@@ -96,8 +178,10 @@ def bhattacharyya_distance(
     \frac{\det \Sigma}{\sqrt{\det \Sigma_p \det \Sigma_q}}$ with
     $\Sigma = (\Sigma_p + \Sigma_q)/2$, which the KDE estimate approaches for large samples
     (its kernels inflate each covariance slightly).
+
+    Raises :class:`DegenerateSamplesError` when either sample set does not span the plane.
     """
-    kp, kq = _kde(samples_p, bw_method), _kde(samples_q, bw_method)
+    kp, kq = _kde(samples_p, bw_method, "samples_p"), _kde(samples_q, bw_method, "samples_q")
     if kp.d != 2 or kq.d != 2:
         raise ValueError(f"bhattacharyya_distance integrates on a 2D grid, got d={kp.d}")
     pts = np.concatenate([kp.dataset, kq.dataset], axis=1)

@@ -4,6 +4,10 @@ Every function takes arrays (or a :class:`~flowlab.train.History`) and returns a
 ``Figure``; none trains or integrates a model. Ask the model for what to plot
 (``model.sample``, ``model.log_prob`` on :func:`grid`, ``model.trajectories``) and pass the
 arrays here.
+
+Importing this module leaves matplotlib's backend alone (whatever ``MPLBACKEND``,
+``matplotlib.use`` or a notebook chose); figures are saved with ``Figure.savefig``, which
+works under any backend, including a headless one.
 """
 
 from __future__ import annotations
@@ -12,15 +16,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
 __all__ = [
     "animate_particles",

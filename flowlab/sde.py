@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._schedule import LinearBetaSchedule
 from ._typing import Array, Key, Point, Points, Time, Values
 
 __all__ = ["AbstractSDE", "SDES", "SubVPSDE", "VESDE", "VPSDE", "get_sde"]
@@ -76,7 +77,45 @@ class AbstractSDE(eqx.Module):
         """Log-density of the prior at each row of ``x`` (shape ``(n, d)`` -> ``(n,)``)."""
 
 
-class VPSDE(AbstractSDE):
+class _AbstractLinearBetaSDE(AbstractSDE):
+    r"""The drift $-\tfrac12\beta(t)\,x$ of the VP family with the shared
+    :class:`~flowlab._schedule.LinearBetaSchedule`: $a(t) = e^{-B(t)/2}$, prior
+    $\mathcal{N}(0, I)$. Subclasses choose the diffusion and with it $\sigma(t)$."""
+
+    beta_min: float = eqx.field(static=True, default=0.1)
+    beta_max: float = eqx.field(static=True, default=20.0)
+    eps: float = eqx.field(static=True, default=1e-3)
+
+    @property
+    def schedule(self) -> LinearBetaSchedule:
+        """The $\beta$ schedule (validated on construction)."""
+        return LinearBetaSchedule(self.beta_min, self.beta_max)
+
+    def __check_init__(self):
+        self.schedule  # noqa: B018  (raises on an invalid schedule)
+
+    def beta(self, t: Time) -> Array:
+        r"""$\beta(t)$."""
+        return self.schedule.beta(t)
+
+    def integrated_beta(self, t: Time) -> Array:
+        r"""$B(t) = \int_0^t \beta(s)\,ds$."""
+        return self.schedule.integrated(t)
+
+    def drift(self, t: Time, x: Point) -> Point:
+        return -0.5 * self.beta(t) * x
+
+    def marginal_mean_coeff(self, t: Time) -> Array:
+        return jnp.exp(-0.5 * self.integrated_beta(t))
+
+    def prior_sample(self, key: Key, shape: tuple[int, ...]) -> Array:
+        return jax.random.normal(key, shape)
+
+    def prior_log_prob(self, x: Points) -> Values:
+        return _isotropic_log_prob(x, 1.0)
+
+
+class VPSDE(_AbstractLinearBetaSDE):
     r"""Variance-preserving SDE, the continuous limit of DDPM.
 
     $$dx = -\tfrac12 \beta(t)\, x\,dt + \sqrt{\beta(t)}\,dw, \qquad
@@ -91,45 +130,14 @@ class VPSDE(AbstractSDE):
         eps: data time (default $10^{-3}$).
     """
 
-    beta_min: float = eqx.field(static=True, default=0.1)
-    beta_max: float = eqx.field(static=True, default=20.0)
-    eps: float = eqx.field(static=True, default=1e-3)
-
-    def __check_init__(self):
-        if not (0.0 < self.beta_min < self.beta_max):
-            raise ValueError(
-                f"expected 0 < beta_min < beta_max, got beta_min={self.beta_min}, "
-                f"beta_max={self.beta_max}"
-            )
-
-    def beta(self, t: Time) -> Array:
-        r"""$\beta(t)$."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def integrated_beta(self, t: Time) -> Array:
-        r"""$B(t) = \int_0^t \beta(s)\,ds$."""
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def drift(self, t: Time, x: Point) -> Point:
-        return -0.5 * self.beta(t) * x
-
     def diffusion(self, t: Time) -> Array:
         return jnp.sqrt(self.beta(t))
-
-    def marginal_mean_coeff(self, t: Time) -> Array:
-        return jnp.exp(-0.5 * self.integrated_beta(t))
 
     def marginal_std(self, t: Time) -> Array:
         return jnp.sqrt(-jnp.expm1(-self.integrated_beta(t)))
 
-    def prior_sample(self, key: Key, shape: tuple[int, ...]) -> Array:
-        return jax.random.normal(key, shape)
 
-    def prior_log_prob(self, x: Points) -> Values:
-        return _isotropic_log_prob(x, 1.0)
-
-
-class SubVPSDE(AbstractSDE):
+class SubVPSDE(_AbstractLinearBetaSDE):
     r"""Sub-variance-preserving SDE: the VP drift with a smaller diffusion.
 
     $$dx = -\tfrac12 \beta(t)\, x\,dt + \sqrt{\beta(t)\big(1 - e^{-2B(t)}\big)}\,dw,$$
@@ -141,42 +149,11 @@ class SubVPSDE(AbstractSDE):
         eps: data time (default $10^{-3}$).
     """
 
-    beta_min: float = eqx.field(static=True, default=0.1)
-    beta_max: float = eqx.field(static=True, default=20.0)
-    eps: float = eqx.field(static=True, default=1e-3)
-
-    def __check_init__(self):
-        if not (0.0 < self.beta_min < self.beta_max):
-            raise ValueError(
-                f"expected 0 < beta_min < beta_max, got beta_min={self.beta_min}, "
-                f"beta_max={self.beta_max}"
-            )
-
-    def beta(self, t: Time) -> Array:
-        r"""$\beta(t)$."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def integrated_beta(self, t: Time) -> Array:
-        r"""$B(t) = \int_0^t \beta(s)\,ds$."""
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def drift(self, t: Time, x: Point) -> Point:
-        return -0.5 * self.beta(t) * x
-
     def diffusion(self, t: Time) -> Array:
         return jnp.sqrt(self.beta(t) * -jnp.expm1(-2.0 * self.integrated_beta(t)))
 
-    def marginal_mean_coeff(self, t: Time) -> Array:
-        return jnp.exp(-0.5 * self.integrated_beta(t))
-
     def marginal_std(self, t: Time) -> Array:
         return -jnp.expm1(-self.integrated_beta(t))
-
-    def prior_sample(self, key: Key, shape: tuple[int, ...]) -> Array:
-        return jax.random.normal(key, shape)
-
-    def prior_log_prob(self, x: Points) -> Values:
-        return _isotropic_log_prob(x, 1.0)
 
 
 class VESDE(AbstractSDE):

@@ -1,0 +1,173 @@
+r"""The protocol every flowlab model meets, whatever its family.
+
+A model is an Equinox module that
+
+* knows its data dimension (``data_size``) and the affine map to the standardised
+  coordinates it works in (``standardize``: every model is trained and sampled in
+  $z = (x - \mu)/s$ and reports samples and densities in the data's own coordinates);
+* draws samples: ``sample(key, n)`` and ``sample_with_stats(key, n)``, the latter with one
+  :class:`~flowlab.Stats` for every family (steps, network evaluations, success);
+* says what it trains: ``trainable_fields`` names the sub-modules whose inexact arrays the
+  optimiser updates (the standardisation, an SDE or a noise schedule never are);
+* declares its likelihood kind (:data:`LIKELIHOOD_KINDS`):
+
+  - ``"exact"``: ``log_prob(x)`` is $\log p(x)$ up to a stated numerical error (an adaptive
+    ODE solve with the exact trace, or a quadrature with its error estimate);
+  - ``"bound"``: ``log_prob_bound(x, key=...)`` is a named lower bound on $\log p(x)$
+    (``bound_name``, e.g. the ELBO), and no exact value is available;
+  - ``"none"``: only samples; compare by the sample-based metrics of
+    :mod:`flowlab.metrics`.
+
+Families mix in :class:`AbstractExactLikelihood` and/or :class:`AbstractBoundLikelihood`;
+a model may have both (a VAE with a 2D latent has an exact marginal by quadrature and its
+ELBO). :func:`likelihood_kind` is the one place the kind is read.
+
+Following Equinox's abstract-or-final pattern, every class here is abstract; the families
+(:class:`~flowlab.CNF`, :class:`~flowlab.Diffusion`, :class:`~flowlab.DDPM`,
+:class:`~flowlab.SingleNoiseScore`, ...) are final.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Literal
+
+import equinox as eqx
+import jax
+
+from ._checks import check_points
+from ._ode import Stats
+from ._standardize import Standardize
+from ._typing import Key, Points, Values
+
+__all__ = [
+    "LIKELIHOOD_KINDS",
+    "AbstractBoundLikelihood",
+    "AbstractExactLikelihood",
+    "AbstractModel",
+    "likelihood_kind",
+    "trainable_filter",
+]
+
+LIKELIHOOD_KINDS: tuple[str, ...] = ("exact", "bound", "none")
+"""The likelihood kinds a model can declare."""
+
+LikelihoodKind = Literal["exact", "bound", "none"]
+
+
+class AbstractModel(eqx.Module):
+    """A generative model on $\\mathbb{R}^d$: samples, what it trains, its likelihood kind.
+
+    Attributes:
+        data_size: the data dimension ``d`` (``None`` only for a model built on a plain
+            callable without ``data_size``: it learns ``d`` from the points it is given).
+        standardize: the affine map to the coordinates the model works in (``None`` for
+            the identity in an unknown dimension).
+        trainable_fields: names of the fields holding what the optimiser updates
+            (class-level).
+    """
+
+    data_size: eqx.AbstractVar[int | None]
+    standardize: eqx.AbstractVar[Standardize | None]
+    trainable_fields: eqx.AbstractClassVar[tuple[str, ...]]
+
+    @property
+    @abc.abstractmethod
+    def likelihood_kind(self) -> LikelihoodKind:
+        """``"exact"``, ``"bound"`` or ``"none"``."""
+
+    @abc.abstractmethod
+    def sample_with_stats(self, key: Key, n: int, **kwargs: Any) -> tuple[Points, Stats]:
+        """``n`` samples, shape ``(n, d)`` in data coordinates, and what they cost."""
+
+    def sample(self, key: Key, n: int, **kwargs: Any) -> Points:
+        """``n`` samples, shape ``(n, d)``, in data coordinates; see ``sample_with_stats``."""
+        return self.sample_with_stats(key, n, **kwargs)[0]
+
+    def trainable(self) -> Any:
+        """The Equinox filter spec of what training updates: the inexact arrays of the
+        fields named in ``trainable_fields``, nothing else."""
+        spec = jax.tree_util.tree_map(lambda _: False, self)
+        for name in self.trainable_fields:
+            part = getattr(self, name)
+            spec = eqx.tree_at(
+                lambda m, name=name: getattr(m, name),
+                spec,
+                replace=jax.tree_util.tree_map(eqx.is_inexact_array, part),
+            )
+        return spec
+
+    def check_points(self, x, name: str = "x") -> Points:
+        """``x`` as an ``(n, d)`` float array, or a ``ValueError`` naming the model's ``d``."""
+        if self.data_size is None:
+            d = x.shape[-1] if hasattr(x, "shape") and len(x.shape) == 2 else -1
+            return check_points(x, d, name)
+        return check_points(x, self.data_size, name)
+
+    def standardizer(self, d: int | None = None) -> Standardize:
+        """The standardisation (the identity in ``d`` dimensions when the model has none)."""
+        if self.standardize is not None:
+            return self.standardize
+        d = self.data_size if d is None else d
+        if d is None:
+            raise ValueError("the model's data dimension is unknown: pass data_size=d")
+        return Standardize.identity(d)
+
+    def require_data_size(self) -> int:
+        """``data_size``, or a clear error when the model was built without one."""
+        if self.data_size is None:
+            raise ValueError(
+                f"{type(self).__name__} was built on a network with no `data_size` and no "
+                "`standardize`, so it cannot draw samples: pass data_size=d"
+            )
+        return self.data_size
+
+
+class AbstractExactLikelihood(AbstractModel):
+    """A model with an exact log-density (to a stated numerical error)."""
+
+    @abc.abstractmethod
+    def log_prob_with_stats(self, x: Points, **kwargs: Any) -> tuple[Values, Stats]:
+        """$\\log p(x)$ of each row of ``x`` (nats, data coordinates) and its cost."""
+
+    def log_prob(self, x: Points, **kwargs: Any) -> Values:
+        """$\\log p(x)$ of each row of ``x``, shape ``(n,)``; see ``log_prob_with_stats``."""
+        return self.log_prob_with_stats(x, **kwargs)[0]
+
+    @abc.abstractmethod
+    def likelihood_label(self) -> str:
+        """How ``log_prob`` is computed, in words, built from the model's own options (for
+        ``metrics.json`` and tables): starts with ``"exact:"``, or ``"estimate:"`` when the
+        options make it one (fixed steps, a Hutchinson trace)."""
+
+
+class AbstractBoundLikelihood(AbstractModel):
+    """A model with a lower bound on its log-likelihood (e.g. the ELBO)."""
+
+    bound_name: eqx.AbstractClassVar[str]
+
+    @abc.abstractmethod
+    def log_prob_bound(self, x: Points, *, key: Key, **kwargs: Any) -> Values:
+        """A lower bound on $\\log p(x)$ for each row of ``x`` (nats, data coordinates);
+        ``bound_name`` says which."""
+
+
+def likelihood_kind(model: AbstractModel) -> LikelihoodKind:
+    """The likelihood kind that ``model`` declares (``"exact"``, ``"bound"`` or ``"none"``)."""
+    if not isinstance(model, AbstractModel):
+        raise TypeError(f"expected a flowlab model (an AbstractModel), got {type(model).__name__}")
+    kind = model.likelihood_kind
+    if kind not in LIKELIHOOD_KINDS:
+        raise ValueError(f"{type(model).__name__} declares likelihood kind {kind!r}")
+    return kind
+
+
+def trainable_filter(model: Any) -> Any:
+    """What :func:`~flowlab.fit` trains in ``model``: ``model.trainable()`` for a flowlab
+    model; every inexact array of any other Equinox module."""
+    if isinstance(model, AbstractModel):
+        return model.trainable()
+    return jax.tree_util.tree_map(eqx.is_inexact_array, model)
+
+
+_ = ClassVar  # typing of class-level attributes in subclasses
