@@ -39,7 +39,7 @@ def test_linear_field_log_prob_matches_closed_form(a):
     lp, stats = cnf.log_prob_with_stats(x)
     np.testing.assert_allclose(lp, linear_flow_logpdf(x, a), atol=LOGPROB_ATOL, rtol=0)
     assert bool(stats.success)
-    assert int(stats.nfe) == 6 * int(stats.num_steps) + 3  # Tsit5, FSAL, adaptive start
+    assert int(stats.nfe) == 6 * int(stats.num_steps) + 1  # Tsit5: 6 per step + the FSAL start
 
 
 def test_rms_norm_controller_matches_closed_form_with_fewer_steps():
@@ -189,9 +189,21 @@ def test_bad_input_gives_clear_error(x, match):
         cnf.log_prob(x)
 
 
-def test_bad_construction():
+def test_plain_callable_learns_its_dimension_from_the_points():
+    # A plain callable without data_size: log_prob reads d from the points (closed form of
+    # f(x) = -x: log p_1(x) = log N(e^{t} x; 0, I) + 2 t over d = 3 coordinates); sampling
+    # needs d and says so.
+    cnf = CNF(lambda t, x: -x)
+    x = 1.5 * jax.random.normal(jax.random.key(4), (50, 3))
+    np.testing.assert_allclose(
+        cnf.log_prob(jnp.asarray(x)), linear_flow_logpdf(x, -np.eye(3)), atol=LOGPROB_ATOL
+    )
     with pytest.raises(ValueError, match="data_size"):
-        CNF(lambda t, x: x)
+        cnf.sample(jax.random.key(0), 3)
+    assert CNF(lambda t, x: -x, data_size=3).sample(jax.random.key(0), 3).shape == (3, 3)
+
+
+def test_bad_construction():
     with pytest.raises(ValueError, match="adaptive"):
         CNF(Linear(jnp.eye(2)), solver=diffrax.Euler())
     with pytest.raises(ValueError, match="positive integer"):

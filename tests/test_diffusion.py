@@ -9,8 +9,14 @@ import scipy.integrate
 from helpers import gaussian_logpdf
 
 from flowlab import Standardize, datasets
-from flowlab.diffusion import SAMPLERS, DenoisingScoreMatching, Diffusion
+from flowlab.diffusion import DenoisingScoreMatching, Diffusion
 from flowlab.nn import MLPVectorField
+from flowlab.samplers import (
+    ODE,
+    EulerMaruyama,
+    PredictorCorrector,
+    get_sampler,
+)
 from flowlab.sde import SDES, VESDE, VPSDE, AbstractSDE, SubVPSDE, get_sde
 from flowlab.train import default_optimizer, fit
 
@@ -171,29 +177,38 @@ def _check_moments(samples, mean, cov, n_se=4.0):
     np.testing.assert_array_less(np.abs(prods.mean(0) - cov), n_se * se_cov + 1e-3)
 
 
-SDE_SAMPLERS = [(n, s) for n in SDE_NAMES for s in ("em", "pc")] + [("vp", "ddpm")]
+SDE_SAMPLERS = [(n, s) for n in SDE_NAMES for s in ("em", "pc", "ddpm")]
 
 
 @pytest.mark.parametrize("name,sampler", SDE_SAMPLERS)
 def test_sde_samplers_reproduce_gaussian(name, sampler):
+    # ancestral sampling works for every Gaussian-kernel SDE (for VE it is SMLD's)
     model = _gaussian_model(name)
-    x, info = model.sample_with_stats(jax.random.key(3), 20_000, sampler=sampler, steps=1000)
-    assert info["nfe"] == (2000 if sampler == "pc" else 1000)
+    x, stats = model.sample_with_stats(
+        jax.random.key(3), 20_000, sampler=get_sampler(sampler, steps=1000)
+    )
+    assert int(stats.nfe) == (2000 if sampler == "pc" else 1000)
+    assert int(stats.num_steps) == 1000
     z = (np.asarray(x) - LOC) / SCALE
     _check_moments(z, MEAN, COV)
 
 
 def test_ode_sampler_and_trajectories_reproduce_gaussian():
     model = _gaussian_model("vp")
-    x, info = model.sample_with_stats(jax.random.key(4), 5000, sampler="ode")
-    assert info["success"] and info["nfe"] > 0
+    x, stats = model.sample_with_stats(jax.random.key(4), 5000)
+    assert bool(stats.success) and int(stats.nfe) > 0
+    x_obj = model.sample(jax.random.key(4), 5000, sampler=ODE())
+    np.testing.assert_array_equal(x, x_obj)
     _check_moments((np.asarray(x) - LOC) / SCALE, MEAN, COV)
     x2, lp = model.sample_and_log_prob(jax.random.key(4), 300)
     np.testing.assert_allclose(x2, x[:300], atol=1e-3)
     np.testing.assert_allclose(lp, model.log_prob(x2), atol=1e-3)
     ts, xs = model.trajectories(jax.random.key(4), 300, num_times=7)
-    assert xs.shape == (7, 300, 2) and float(ts[0]) == 1.0
+    assert xs.shape == (7, 300, 2) and float(ts[0]) == model.t_base == 1.0
+    assert model.t_data == model.sde.eps
     np.testing.assert_allclose(xs[-1], x[:300], atol=1e-4)
+    with pytest.raises(ValueError, match="must start at the base time t_base=1.0"):
+        model.trajectories(jax.random.key(4), 3, ts=jnp.linspace(model.sde.eps, 1.0, 5))
 
 
 @pytest.mark.parametrize("name", SDE_NAMES)
@@ -212,10 +227,10 @@ def test_ode_sampler_reproduces_gaussian_mixture(name):
     )
     std_map = Standardize(jnp.asarray(mix_mean, jnp.float32), jnp.full(2, scale, jnp.float32))
     model = Diffusion(net, sde, standardize=std_map)
-    x, info = model.sample_with_stats(jax.random.key(5), 4000, sampler="ode")
-    assert info["success"]
+    x, stats = model.sample_with_stats(jax.random.key(5), 4000)
+    assert bool(stats.success)
     _check_moments(x, mix_mean, mix_cov)
-    assert int(info["nfe"]) < 2000
+    assert int(stats.nfe) < 2000
 
 
 def test_dsm_loss_is_lowest_at_the_exact_score():
@@ -237,6 +252,27 @@ def test_dsm_loss_is_lowest_at_the_exact_score():
         assert np.isfinite(lik) and lik > 0
 
 
+def test_likelihood_weighting_against_a_hand_computed_value():
+    # One point, one (t, eps) draw reproduced by hand: the "likelihood" weighting is the
+    # residual ||eps_hat - eps||^2 times g(t)^2 / sigma(t)^2, i.e. g^2 ||s - grad log p||^2.
+    model = _gaussian_model("vp")
+    x = jnp.asarray([[2.5, -0.8]], jnp.float32)
+    key = jax.random.key(7)
+    got = float(DenoisingScoreMatching(weighting="likelihood")(model, x, key))
+    k_t, k_noise = jax.random.split(key)
+    t = float(jax.random.uniform(k_t, (1,), minval=model.sde.eps, maxval=1.0)[0])
+    eps = np.asarray(jax.random.normal(k_noise, (1, 2)))[0]
+    z0 = (np.asarray(x[0]) - LOC) / SCALE
+    b = 0.1 * t + 0.5 * 19.9 * t**2
+    a, var = np.exp(-0.5 * b), 1 - np.exp(-b)
+    zt = a * z0 + np.sqrt(var) * eps
+    c = a**2 * COV + var * np.eye(2)
+    eps_hat = np.sqrt(var) * np.linalg.solve(c, zt - a * MEAN)
+    g2 = 0.1 + t * 19.9
+    expected = np.sum((eps_hat - eps) ** 2) * g2 / var
+    np.testing.assert_allclose(got, expected, rtol=2e-4)
+
+
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="unknown SDE 'foo'.*vp, subvp, ve"):
         get_sde("foo")
@@ -250,14 +286,14 @@ def test_bad_input_raises():
         VESDE(sigma_min=1.0, sigma_max=0.5)
     model = _gaussian_model("ve")
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match="unknown sampler 'euler'.*" + ", ".join(SAMPLERS)):
-        model.sample(key, 10, sampler="euler")
-    with pytest.raises(ValueError, match="ddpm sampler needs a VPSDE, got VESDE"):
-        model.sample(key, 10, sampler="ddpm")
+    with pytest.raises(ValueError, match="unknown sampler 'euler'; expected one of: ode, em"):
+        get_sampler("euler")
     with pytest.raises(ValueError, match="n must be a positive integer"):
         model.sample(key, 0)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
-        model.sample(key, 5, sampler="em", steps=0)
+        model.sample(key, 5, sampler=EulerMaruyama(steps=0))
+    with pytest.raises(ValueError, match="expected snr > 0"):
+        PredictorCorrector(snr=0.0)
     with pytest.raises(ValueError, match=r"expected x of shape \(n, 2\)"):
         model.log_prob(jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match="unknown weighting 'mse'"):
@@ -299,12 +335,13 @@ def test_training_reaches_gaussian_likelihood():
     assert abs(nll - true_nll) < 0.1, (nll, true_nll)
 
 
-@pytest.mark.parametrize("sampler", ["em", "pc", "ddpm"])
+@pytest.mark.parametrize("sampler", ["em", "pc", "ddpm", "ddim"])
 def test_sde_trajectories_end_at_the_samples(sampler):
     model = _gaussian_model("vp")
     key = jax.random.key(11)
-    ts, xs = model.sde_trajectories(key, 64, sampler=sampler, steps=50)
+    s = get_sampler(sampler, steps=50)
+    ts, xs = model.sde_trajectories(key, 64, sampler=s)
     assert ts.shape == (51,) and xs.shape == (51, 64, 2)
-    np.testing.assert_allclose(xs[-1], model.sample(key, 64, sampler=sampler, steps=50), atol=1e-5)
-    with pytest.raises(ValueError, match="stochastic sampler"):
-        model.sde_trajectories(key, 4, sampler="ode")
+    np.testing.assert_allclose(xs[-1], model.sample(key, 64, sampler=s), atol=1e-5)
+    with pytest.raises(ValueError, match="fixed-step sampler"):
+        model.sde_trajectories(key, 4, sampler=ODE())

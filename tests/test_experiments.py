@@ -54,7 +54,32 @@ def test_cnf_experiment_smoke(tmp_path, objective):
     )
     metrics2 = json.loads((out / "metrics.json").read_text())
     assert metrics2["holdout_nll"] == pytest.approx(metrics["holdout_nll"], abs=1e-6)
+    # no step was retrained: the history (and its wall time) came back from the checkpoint
+    assert metrics2["train_time_s"] == metrics["train_time_s"]
     assert "trained" in again.stdout
+
+
+def test_ddpm_experiment_smoke(tmp_path):
+    out = tmp_path / "run"
+    _run("ddpm_pinwheel.py", "--smoke", "--out", str(out), "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["likelihood_kind"] == "bound" and metrics["holdout_nll"] is None
+    assert np.isfinite(metrics["holdout_neg_bound"]) and metrics["holdout_neg_bound_se"] > 0
+    assert "variational bound" in metrics["bound_name"]
+    assert metrics["samplers"]["ancestral"]["nfe"] == 1000
+    assert metrics["samplers"]["ddim_20"]["nfe"] == 20
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["metrics"]["holdout_neg_bound"]) == len(history["step"]) == 2
+    assert np.load(out / "samples.npz")["samples"].shape == (2000, 2)
+
+
+def test_single_noise_dsm_experiment_smoke(tmp_path):
+    out = tmp_path / "run"
+    _run("dsm_pinwheel.py", "--smoke", "--out", str(out), "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["likelihood_kind"] == "none" and metrics["holdout_nll"] is None
+    assert metrics["sample_nfe"] == 50 and "Langevin" in metrics["sampler"]
+    assert np.isfinite(metrics["kde_loglik"]["mean"]) and metrics["sample_diagnostic"] == "ok"
 
 
 def test_experiment_rejects_unknown_dataset(tmp_path):

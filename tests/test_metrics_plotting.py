@@ -1,12 +1,19 @@
 """Sample metrics against closed forms; figures carry their labels and artists."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from flowlab import plotting
 from flowlab.metrics import (
+    DegenerateSamplesError,
     bhattacharyya_distance,
+    check_samples,
     energy_distance,
     grid_mass,
     kde_log_likelihood,
@@ -145,3 +152,108 @@ def test_grid_mass_of_a_gaussian_is_one():
     xs, ys, pts = plotting.grid((-6, -6), (6, 6), 121)
     lp = -0.5 * (pts**2).sum(1) - np.log(2 * np.pi)
     assert grid_mass(lp, xs, ys) == pytest.approx(1.0, abs=1e-4)
+
+
+# --- degenerate samples: a collapsed generator ------------------------------------------------
+
+
+def _line(n, dtype, offset=(0.0, 1.0)):
+    t = np.random.default_rng(5).normal(size=n)
+    return (np.stack([t, 2.0 * t], 1) + np.array(offset)).astype(dtype)
+
+
+DEGENERATE = {
+    # name: (samples, distinct points, rank)
+    "one point": (np.tile([[0.3, -0.2]], (500, 1)), 1, 0),
+    "three points on a line": (np.array([[0, 0], [1, 1], [2, 2.0]])[np.arange(300) % 3], 3, 1),
+    "a line, float64": (_line(500, np.float64), 500, 1),
+    # float32 rounding leaves the line a thickness of ~1e-8 (scipy would return about -2e16)
+    "a line, float32": (_line(500, np.float32), 500, 1),
+    "a line far from the origin, float32": (_line(500, np.float32, (1e3, 2e3)), None, 1),
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE))
+def test_kde_metrics_refuse_degenerate_samples(case):
+    samples, n_distinct, rank = DEGENERATE[case]
+    holdout = np.random.default_rng(0).normal(size=(50, 2))
+    for call in (
+        lambda: check_samples(samples),
+        lambda: kde_log_likelihood(samples, holdout),
+        lambda: bhattacharyya_distance(samples, holdout),
+    ):
+        with pytest.raises(DegenerateSamplesError, match="covariance has full rank 2") as info:
+            call()
+        err = info.value
+        assert isinstance(err, ValueError)
+        assert err.rank == rank and err.dim == 2 and err.n == len(samples)
+        assert f"got {len(samples)} samples" in str(err) and f"has rank {rank}" in str(err)
+        if n_distinct is not None:
+            assert err.n_distinct == n_distinct
+            assert f"({n_distinct} distinct point" in str(err)
+        assert err.eigenvalues.shape == (2,) and abs(err.eigenvalues[0]) < 1e-12
+        if rank == 1:
+            assert err.eigenvalues[1] > 1.0  # the spread along the line
+
+
+def test_degenerate_error_names_the_argument():
+    good = np.random.default_rng(1).normal(size=(300, 2))
+    bad = np.tile([[1.0, 1.0]], (300, 1))
+    with pytest.raises(DegenerateSamplesError, match="^samples_q are degenerate") as info:
+        bhattacharyya_distance(good, bad)
+    assert info.value.name == "samples_q"
+    with pytest.raises(DegenerateSamplesError, match="^samples_p are degenerate"):
+        bhattacharyya_distance(bad, good)
+    # the hold-out set may be anything: only the fitted samples need to span the plane
+    assert np.isfinite(kde_log_likelihood(good, bad).mean)
+
+
+def test_thin_but_full_rank_samples_are_accepted():
+    rng = np.random.default_rng(2)
+    thin = np.stack([rng.normal(size=1000), 1e-3 * rng.normal(size=1000)], 1).astype(np.float32)
+    assert check_samples(thin) is None
+    assert check_samples(rng.normal(size=(3, 2))) is None  # three points in general position
+    res = kde_log_likelihood(thin, thin[:100])
+    assert np.isfinite(res.mean) and res.mean > 0  # a very peaked density on its own points
+
+
+# --- the matplotlib backend is the user's -----------------------------------------------------
+
+_BACKEND_SCRIPT = """
+import sys
+import matplotlib
+
+if sys.argv[1] != "-":
+    matplotlib.use(sys.argv[1])
+before = matplotlib.get_backend()
+import numpy as np
+from flowlab import plotting
+
+assert matplotlib.get_backend() == before, (before, matplotlib.get_backend())
+fig = plotting.sample_overlay(np.zeros((3, 2)), np.ones((4, 2)))
+plotting.save_figure(fig, "out/f.png", "out/f.pdf")
+print(matplotlib.get_backend())
+"""
+
+
+@pytest.mark.parametrize(
+    ("use", "expected"), [("svg", "svg"), ("-", None)], ids=["matplotlib.use", "default"]
+)
+def test_import_keeps_the_backend_and_saving_works_under_it(tmp_path, use, expected):
+    """With MPLBACKEND unset and no display: a backend chosen before the import survives it
+    (flowlab used to switch it to Agg), and with none chosen, matplotlib's own choice works."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY")}
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_BACKEND_SCRIPT), use],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    if expected is not None:
+        assert out.stdout.strip() == expected
+    assert (tmp_path / "out/f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out/f.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f.pdf", "f.png"]

@@ -130,7 +130,11 @@ def test_same_key_same_run_and_resume_continues_exactly(tmp_path):
         _run(tmp_path, "resumed.ckpt", callback=stop_at_40)
     header = flowlab._checkpoint.read_header(tmp_path / "resumed.ckpt")
     assert header["step"] == 40
-    resumed, history = _run(tmp_path, "resumed.ckpt")
+    evaluated = []
+    resumed, history = _run(
+        tmp_path, "resumed.ckpt", callback=lambda step, h: evaluated.append(step)
+    )
+    assert evaluated == [60]  # it resumed at step 40: one chunk left, not three
     for a, b in zip(_leaves(full), _leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     assert history.step == full_history.step == [20, 40, 60]
@@ -138,10 +142,27 @@ def test_same_key_same_run_and_resume_continues_exactly(tmp_path):
     assert history.step_losses == full_history.step_losses
 
 
-def test_checkpoint_with_other_hyperparameters_is_refused(tmp_path):
+def test_checkpoint_with_other_hyperparameters_objective_or_optimizer_is_refused(tmp_path):
     _run(tmp_path, "run.ckpt")
     with pytest.raises(ValueError, match="different hyperparameters"):
         _run(tmp_path, "run.ckpt", hyperparameters={"width": 64})
+    train, _ = _gaussian_data(jax.random.key(0), 500)
+    holdout, _ = _gaussian_data(jax.random.key(1), 100)
+    common = dict(key=jax.random.key(5), steps=60, batch_size=64, eval_every=20, ema_decay=0.9)
+    common.update(progress=False, hyperparameters={"width": 32}, checkpoint=tmp_path / "run.ckpt")
+    with pytest.raises(ValueError, match="different objective"):
+        fit(_small_cnf(train), FlowMatching(sigma_min=0.1), train, holdout, **common)
+    with pytest.raises(ValueError, match="different optimizer"):
+        fit(
+            _small_cnf(train),
+            FlowMatching(),
+            train,
+            holdout,
+            optimizer=flowlab.default_optimizer(60, learning_rate=1e-3),
+            **common,
+        )
+    # the refused runs left the checkpoint as it was
+    assert flowlab._checkpoint.read_header(tmp_path / "run.ckpt")["step"] == 60
 
 
 def test_save_load_model_round_trips_bit_for_bit(tmp_path):
@@ -169,6 +190,68 @@ def test_fit_rejects_bad_input():
         fit(model, FlowMatching(), bad, train, key=jax.random.key(0), steps=10, progress=False)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         fit(model, FlowMatching(), train, train, key=jax.random.key(0), steps=0)
+    three_d = jnp.ones((10, 3))
+    with pytest.raises(ValueError, match=r"acts on 2-dimensional points, but train_data has"):
+        fit(model, FlowMatching(), three_d, train, key=jax.random.key(0), steps=5)
+
+
+def test_fit_trains_only_what_the_model_declares():
+    train, _ = _gaussian_data(jax.random.key(0), 200)
+    model = _small_cnf(train)
+    spec = model.trainable()
+    assert not any(jax.tree_util.tree_leaves(spec.standardize))
+    assert all(jax.tree_util.tree_leaves(eqx.filter(spec.vector_field, lambda x: x)))
+    trained, _ = fit(
+        model,
+        FlowMatching(),
+        train,
+        train,
+        key=jax.random.key(0),
+        steps=20,
+        eval_every=10,
+        progress=False,
+    )
+    np.testing.assert_array_equal(trained.standardize.loc, model.standardize.loc)
+    np.testing.assert_array_equal(trained.standardize.scale, model.standardize.scale)
+    assert not np.array_equal(
+        trained.vector_field.mlp.layers[0].weight, model.vector_field.mlp.layers[0].weight
+    )
+
+
+def test_maximum_likelihood_trains_a_diffusion_model_through_its_pf_ode():
+    # Likelihood training of a VP diffusion model through the probability-flow ODE lowers
+    # its exact hold-out NLL (DSM warm start, then MaximumLikelihood on the same model).
+    train, _ = _gaussian_data(jax.random.key(0), 1000)
+    holdout, _ = _gaussian_data(jax.random.key(1), 300)
+    net = MLPVectorField(2, width=32, depth=2, key=jax.random.key(3))
+    model = flowlab.Diffusion(net, standardize=Standardize.fit(train))
+    model, _ = fit(
+        model,
+        flowlab.DenoisingScoreMatching(),
+        train,
+        holdout,
+        key=jax.random.key(4),
+        steps=200,
+        batch_size=256,
+        eval_every=100,
+        progress=False,
+    )
+    before = -float(jnp.mean(model.log_prob(holdout)))
+    model, history = fit(
+        model,
+        MaximumLikelihood(),
+        train,
+        holdout,
+        key=jax.random.key(5),
+        steps=60,
+        batch_size=256,
+        eval_every=30,
+        optimizer=flowlab.default_optimizer(60, 3e-3),
+        progress=False,
+    )
+    after = -float(jnp.mean(model.log_prob(holdout)))
+    assert after < before - 0.02, (before, after)
+    assert history.holdout_loss[-1] < history.holdout_loss[0]
 
 
 def test_callback_returning_true_stops_training_early(tmp_path):
@@ -199,3 +282,29 @@ def test_atomic_write_leaves_no_temporary_file_and_a_normal_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_flow_matching_with_minibatch_ot_coupling():
+    # Data drawn from the base itself: the OT coupling pairs each base draw with a nearby data
+    # point, so the regression target z1 - z0 nearly vanishes (the straight, short paths OT-CFM
+    # is for), while independent pairs give E||z1 - z0||^2 = 2d = 4 for the zero field.
+    from flowlab.couplings import ExactOT, Sinkhorn, schrodinger_bridge
+
+    zero = CNF(lambda t, z: jnp.zeros_like(z), data_size=2)
+    x = jax.random.normal(jax.random.key(0), (256, 2))
+    key = jax.random.key(1)
+    independent = float(FlowMatching()(zero, x, key))
+    assert abs(independent - 4.0) < 0.6
+    for coupling in (ExactOT(), Sinkhorn()):
+        assert float(FlowMatching(coupling=coupling)(zero, x, key)) < 0.1 * independent
+    sb = FlowMatching(coupling=schrodinger_bridge(0.1), bridge_sigma=0.1)
+    assert float(sb(zero, x, key)) < 0.2 * independent
+    with pytest.raises(ValueError, match="bridge_sigma"):
+        FlowMatching(bridge_sigma=0.1, sigma_min=0.1)
+    # inside fit's fused scan (the exact assignment is a host callback in the jitted step)
+    train, _ = _gaussian_data(jax.random.key(0), 400)
+    _, history = fit(
+        _small_cnf(train), FlowMatching(coupling=ExactOT()), train, train,
+        key=jax.random.key(2), steps=20, batch_size=64, eval_every=10, progress=False,
+    )  # fmt: skip
+    assert np.isfinite(history.step_losses).all() and len(history.step_losses) == 20
