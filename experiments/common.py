@@ -1,8 +1,13 @@
-"""Shared plumbing of the experiment scripts: flags, output folders, timing, figures.
+"""Shared plumbing of the experiment scripts: flags, output folders, atomic writes, timing.
 
-Every experiment script takes ``--dataset --steps --seed --objective --out --smoke`` and
-writes ``metrics.json``, ``samples.npz``, ``history.json``, a model checkpoint and figures to
+Every experiment script takes ``--dataset --steps --seed --out --smoke --fresh`` and writes
+``metrics.json``, ``samples.npz``, ``history.json``, a model checkpoint and figures to
 ``--out``; full (non-smoke) runs also copy their figures to ``figures/``.
+
+The rest of the shared code, one idea per module: ``factory.py`` (family name -> model,
+objective, default hyperparameters), ``pipeline.py`` (train, evaluate and write one model on
+one dataset), ``evaluate.py`` (likelihood by declared kind, sample metrics, reference
+numbers), ``figures.py`` (the figure set).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import jax
 import numpy as np
 
 import flowlab
-from flowlab._checkpoint import atomic_write_bytes, atomic_write_text
+from flowlab import atomic_write_bytes, atomic_write_text
 from flowlab.plotting import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,8 +89,10 @@ def _jsonable(obj):
     return obj
 
 
-def write_samples(path: Path, samples) -> None:
-    atomic_write_bytes(path, lambda f: np.savez(f, samples=np.asarray(samples)))
+def write_samples(path: Path, samples, **arrays) -> None:
+    """``samples.npz`` with ``samples`` (shape ``(N, d)``) and any further named arrays."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    atomic_write_bytes(path, lambda f: np.savez(f, samples=np.asarray(samples), **arrays))
 
 
 def timed(fn, *args, repeats: int = 3, **kwargs):

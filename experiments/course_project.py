@@ -1,0 +1,397 @@
+"""The course project in one command: two model families on two course datasets, evaluated,
+studied and written up as a typeset PDF.
+
+    python experiments/course_project.py --models cnf_fm vae --datasets pinwheel checkerboard
+    python experiments/course_project.py                 # cnf_fm, ddpm; pinwheel, checkerboard
+    python experiments/course_project.py --smoke         # seconds, for CI
+    python experiments/report.py --results results/course_project   # re-render the PDF only
+
+Trains the grid the course asks for (every family of ``factory.FAMILIES`` works; each model
+is evaluated by the likelihood kind it declares: exact, bound or none) on n = 2000 training
+points with a 500-point hold-out set, then writes to ``--out`` (default
+``results/course_project``):
+
+* ``results.csv`` (one row per dataset, model and seed plus the oracle row; the schema of
+  ``tables.py``, the same as ``compare.py``'s), ``summary.md``, ``config.json`` (every
+  hyperparameter, evaluation setting, timing and the machine), ``details.json`` (estimator
+  labels and sample diagnostics);
+* ``models/<dataset>/seed<k>/<family>/`` (checkpoint, model, history; re-running resumes
+  or reuses them, ``--fresh`` retrains), ``arrays/`` (samples, data and density grids for
+  the figures);
+* ``studies/`` (``studies.py``: the KDE bias and bandwidth study, and the DDPM / DDIM / SDE
+  sampler study on the Gaussian mixture with the exact and a trained score);
+* ``report.pdf`` (``report.py``), copied with its figures to
+  ``figures/course_project_*`` for full runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pipeline
+import report
+import studies
+import tables
+from common import ROOT, machine, timed, write_json
+from evaluate import likelihood_metrics, sample_metrics
+from factory import FAMILIES, SMOKE
+
+import figures
+import flowlab
+from flowlab import atomic_write_text, datasets, plotting
+
+DEFAULT_MODELS = ("cnf_fm", "ddpm")
+DEFAULT_DATASETS = ("pinwheel", "checkerboard")
+
+# Training budgets of the default run, chosen so that the whole 2 x 2 grid (training,
+# evaluation, studies, report) takes at most 15 minutes on two CPU cores for any two of these
+# families. cnf_mle, cnf_fm, diffusion, ddpm and dsm are compare.py's full budgets (tuned on
+# pinwheel); a family not listed here trains with its defaults in factory.FAMILIES.
+BUDGETS = {
+    "cnf_mle": dict(steps=500, width=64, depth=3, batch_size=512, lr=1e-2, ema_decay=0.99),
+    "cnf_fm": dict(steps=8000, width=128, depth=4, batch_size=1024, lr=5e-3, ema_decay=0.999),
+    "diffusion": dict(
+        steps=8000, width=128, depth=4, batch_size=1024, lr=5e-3, ema_decay=0.999, sde="vp"
+    ),
+    "ddpm": dict(
+        steps=8000,
+        width=128,
+        depth=4,
+        batch_size=1024,
+        lr=5e-3,
+        ema_decay=0.999,
+        num_diffusion_steps=1000,
+    ),
+    "dsm": dict(steps=4000, width=128, depth=4, batch_size=1024, lr=5e-3, ema_decay=0.999),
+}
+SMOKE_BUDGET = dict(SMOKE, width=16, ema_decay=None)
+EVALS_PER_RUN = 10  # hold-out evaluations (loss and likelihood) per training run
+SETTINGS = {
+    "full": dict(n_samples=2000, grid=100),
+    "smoke": dict(n_samples=300, grid=24),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(DEFAULT_MODELS),
+        metavar="FAMILY",
+        help=f"model families, any of: {', '.join(FAMILIES)}",
+    )
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DEFAULT_DATASETS),
+        metavar="NAME",
+        help=f"course datasets, any of: {', '.join(datasets.COURSE_NAMES)}",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0 .. seeds-1)")
+    p.add_argument("--steps", type=int, default=None, help="override every family's steps")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets (seconds, for CI)")
+    p.add_argument(
+        "--figures-dir",
+        type=Path,
+        default=ROOT / "figures",
+        help="where full runs also copy report.pdf (not with --smoke)",
+    )
+    p.add_argument("--fresh", action="store_true", help="retrain instead of reusing models")
+    p.add_argument("--no-studies", action="store_true", help="skip the KDE and sampler studies")
+    p.add_argument("--no-report", action="store_true", help="skip the PDF")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = p.parse_args(argv)
+    for fam in args.models:
+        if fam not in FAMILIES:
+            p.error(f"unknown model family {fam!r}; expected one of: {', '.join(FAMILIES)}")
+    for name in args.datasets:
+        if name not in datasets.COURSE_NAMES:
+            p.error(
+                f"unknown course dataset {name!r}; expected one of: "
+                f"{', '.join(datasets.COURSE_NAMES)}"
+            )
+    args.models = list(dict.fromkeys(args.models))
+    args.datasets = list(dict.fromkeys(args.datasets))
+    if args.seeds < 1:
+        p.error(f"expected --seeds >= 1, got {args.seeds}")
+    if args.steps is not None and args.steps < 1:
+        p.error(f"expected --steps >= 1, got {args.steps}")
+    args.mode = "smoke" if args.smoke else "full"
+    if args.out is None:
+        args.out = ROOT / "results" / ("course_project_smoke" if args.smoke else "course_project")
+    return args
+
+
+def budget(fam: str, args) -> dict:
+    """The hyperparameters one family trains with in this run."""
+    hp = dict(FAMILIES[fam].defaults)
+    if args.smoke:
+        hp.update(SMOKE_BUDGET, **FAMILIES[fam].smoke)
+    else:
+        hp.update(BUDGETS.get(fam, {}))
+    if args.steps is not None:
+        hp["steps"] = args.steps
+    hp["eval_every"] = max(1, hp["steps"] // (4 if args.smoke else EVALS_PER_RUN))
+    return hp
+
+
+def _row(base, model, lik, sm, nfe, sample_s, train_s, steps) -> dict:
+    """One results.csv row (the schema of tables.py)."""
+    kde = sm.get("kde_loglik")
+    row = dict(
+        base,
+        model=model,
+        likelihood_kind=lik["likelihood_kind"],
+        exact_nll=lik.get("holdout_nll"),
+        exact_nll_se=lik.get("holdout_nll_se"),
+        neg_bound=lik.get("holdout_neg_bound"),
+        neg_bound_se=lik.get("holdout_neg_bound_se"),
+        # tables.write_csv does not quote cells: keep commas out of the one free-text cell
+        bound_name=lik.get("bound_name", "").replace(",", ";"),
+        kde_nll=None if kde is None else -kde["mean"],
+        kde_nll_se=None if kde is None else kde["se"],
+        bhattacharyya=sm.get("bhattacharyya"),
+        w2=sm.get("w2"),
+        energy=sm.get("energy_distance"),
+        mmd=sm.get("mmd"),
+        sample_nfe=nfe,
+        log_prob_nfe=lik.get("log_prob_nfe"),
+        train_time_s=train_s,
+        sample_time_s=sample_s,
+        log_prob_time_s=lik.get("log_prob_time_s"),
+        train_steps=steps,
+    )
+    nll = row["exact_nll"]
+    row["kde_gap"] = None if nll is None or row["kde_nll"] is None else row["kde_nll"] - nll
+    row["kl_gap"] = None if nll is None else nll - base["true_entropy"]
+    return row
+
+
+def evaluate_cell(name: str, seed: int, models: dict, histories: dict, settings: dict):
+    """Rows, arrays and details of one (dataset, seed): every model and the oracle, with the
+    keys of compare.py (so that a model scores the same in both)."""
+    n = settings["n_samples"]
+    key = jax.random.key(seed)
+    k_data, _, _, k_sample, k_oracle = jax.random.split(key, 5)
+    k_ref, k_fresh = jax.random.split(k_oracle)
+    train, holdout = datasets.split(name, k_data)
+    holdout_np = np.asarray(holdout)
+    reference = np.asarray(datasets.sample(name, k_ref, n))
+    base = dict(
+        dataset=name,
+        seed=seed,
+        true_entropy=datasets.entropy(name),
+        n_train=int(train.shape[0]),
+        n_holdout=int(holdout.shape[0]),
+        n_samples=n,
+    )
+    rows, samples, details = [], {}, {}
+    for fam, model in models.items():
+        lik = likelihood_metrics(model, holdout, key=jax.random.fold_in(key, 7))
+        lik.pop("_log_prob", None)
+        (x, stats), t_s = timed(model.sample_with_stats, k_sample, n, repeats=1)
+        x = np.asarray(x)
+        samples[fam] = x
+        sm = sample_metrics(x, holdout_np, reference, full=True)
+        hist = histories[fam]
+        rows.append(
+            _row(base, fam, lik, sm, int(stats.nfe), t_s, hist.wall_time[-1], hist.step[-1])
+        )
+        details[fam] = dict(
+            sample_diagnostic=sm["sample_diagnostic"],
+            **{k: v for k, v in lik.items() if k.endswith("estimator") or k == "log_prob_steps"},
+            sampler=type(model).__name__ + " default sampler",
+            kde_bandwidth_factor=None
+            if sm.get("kde_loglik") is None
+            else sm["kde_loglik"]["bandwidth_factor"],
+        )
+    fresh = np.asarray(datasets.sample(name, k_fresh, n))
+    samples["oracle"] = fresh
+    true_lp = datasets.log_prob(name, holdout_np)
+    oracle_lik = dict(
+        likelihood_kind="exact",
+        holdout_nll=float(-np.mean(true_lp)),
+        holdout_nll_se=float(np.std(true_lp, ddof=1) / np.sqrt(true_lp.size)),
+        log_prob_nfe=0,
+        log_prob_time_s=0.0,
+    )
+    sm = sample_metrics(fresh, holdout_np, reference, full=True)
+    rows.append(_row(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
+    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"])
+    arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference, samples=samples)
+    return rows, arrays, details
+
+
+def chunked_log_prob(model, points, chunk: int) -> np.ndarray:
+    """``model.log_prob`` in chunks of ``chunk`` points (the last one padded), so that the
+    function compiled for the hold-out set's shape is reused instead of recompiled."""
+    points = np.asarray(points)
+    out = []
+    for i in range(0, len(points), chunk):
+        c = points[i : i + chunk]
+        k = len(c)
+        if k < chunk:
+            c = np.concatenate([c, np.repeat(c[-1:], chunk - k, axis=0)])
+        out.append(np.asarray(model.log_prob(c))[:k])
+    return np.concatenate(out)
+
+
+def density_grids(name: str, models: dict, train, n_grid: int, chunk: int):
+    """Log-densities of the exact-likelihood models and of the data on one grid."""
+    lo, hi = figures.limits(train)
+    xs, ys, pts = plotting.grid(lo, hi, n_grid)
+    grids = {
+        fam: chunked_log_prob(m, pts, chunk)
+        for fam, m in models.items()
+        if flowlab.likelihood_kind(m) == "exact"
+    }
+    grids["true"] = datasets.log_prob(name, pts)
+    return xs, ys, grids
+
+
+def study_model(models_by_dataset: dict):
+    """The trained score the sampler study uses: the grid's own VP diffusion (or DDPM) on
+    the Gaussian mixture, if the run has one; otherwise ``None`` (studies.py trains one)."""
+    trained = models_by_dataset.get("gaussian_mixture", {})
+    for fam in ("diffusion", "ddpm"):
+        if fam in trained:
+            return trained[fam], f"this run's {FAMILIES[fam].label} on gaussian_mixture (seed 0)"
+    return None, ""
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    settings = SETTINGS[args.mode]
+    budgets = {fam: budget(fam, args) for fam in args.models}
+    t_start = time.perf_counter()
+    print(
+        f"[course_project] {len(args.models)} model(s) x {len(args.datasets)} dataset(s) x "
+        f"{args.seeds} seed(s), mode {args.mode}; output in {out}"
+    )
+    rows, details, models_seed0, timings = [], {}, {}, {"train_s": {}, "evaluate_s": {}}
+    for name in args.datasets:
+        for seed in range(args.seeds):
+            run_args = argparse.Namespace(dataset=name, seed=seed)
+            train, holdout, keys, _ = pipeline.prepare("course_project", run_args, {})
+            models, hists = {}, {}
+            for fam in args.models:
+                _, _, _, hp = pipeline.prepare(fam, run_args, budgets[fam])
+                index = list(FAMILIES).index(fam)  # a family's key does not depend on the other
+                fam_keys = dict(keys, train=jax.random.fold_in(keys["train"], index))
+                folder = out / "models" / name / f"seed{seed}" / fam
+                models[fam], hists[fam], call_s = pipeline.fit_or_load(
+                    hp,
+                    train,
+                    holdout,
+                    fam_keys,
+                    folder,
+                    progress=not args.no_progress,
+                    fresh=args.fresh,
+                )
+                timings["train_s"][f"{name}/seed{seed}/{fam}"] = call_s
+                print(
+                    f"[course_project] {name} seed {seed} {fam}: {hists[fam].step[-1]} steps, "
+                    f"{hists[fam].wall_time[-1]:.1f} s training ({call_s:.1f} s this call)"
+                )
+            t0 = time.perf_counter()
+            cell_rows, arrays, cell_details = evaluate_cell(name, seed, models, hists, settings)
+            rows += cell_rows
+            details.update({f"{name}/seed{seed}/{m}": d for m, d in cell_details.items()})
+            report.write_cell_arrays(out, name, seed, **arrays)
+            if seed == 0:
+                models_seed0[name] = models
+                grids = density_grids(name, models, train, settings["grid"], len(holdout))
+                report.write_density(out, name, *grids)
+            timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
+            for r in cell_rows:
+                print("      " + _line(r))
+    tables.write_csv(out / "results.csv", rows)
+    atomic_write_text(out / "summary.md", tables.summary_markdown(rows, [*args.models, "oracle"]))
+    write_json(out / "details.json", details)
+    config = dict(
+        mode=args.mode,
+        script="experiments/course_project.py",
+        datasets=args.datasets,
+        models=args.models,
+        families={fam: fam for fam in args.models},
+        labels={fam: FAMILIES[fam].label for fam in args.models},
+        loss_labels={fam: FAMILIES[fam].loss_label for fam in args.models},
+        seeds=list(range(args.seeds)),
+        budgets=budgets,
+        budget_source={
+            fam: "smoke budget (tiny, for CI)"
+            if args.smoke
+            else "compare.py's full budget, tuned on pinwheel (seed 0, exact hold-out NLL)"
+            if fam in BUDGETS
+            else "the family's defaults in factory.FAMILIES"
+            for fam in args.models
+        },
+        evaluation=dict(
+            settings,
+            evals_per_run=EVALS_PER_RUN,
+            kde_bandwidth="scott",
+            reference="fresh true samples (n_samples)",
+        ),
+        machine=machine(),
+        timings=timings,
+    )
+    write_json(out / "config.json", config)
+    if not args.no_studies:
+        t0 = time.perf_counter()
+        learned, source = study_model(models_seed0)
+        studies.run_studies(
+            out,
+            smoke=args.smoke,
+            learned=learned,
+            learned_source=source,
+            progress=not args.no_progress,
+            fresh=args.fresh,
+        )
+        timings["studies_s"] = time.perf_counter() - t0
+    timings["total_before_report_s"] = time.perf_counter() - t_start
+    write_json(out / "config.json", config)
+    result = {"rows": rows, "out": out}
+    if not args.no_report:
+        t0 = time.perf_counter()
+        pdf = report.render(out)
+        timings["report_s"] = time.perf_counter() - t0
+        write_json(out / "config.json", config)
+        result["pdf"] = pdf
+        if not args.smoke and args.figures_dir is not None:
+            args.figures_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pdf, args.figures_dir / "course_project_report.pdf")
+            for fig in sorted((out / "report_build" / "figures").glob("*.png")):
+                shutil.copyfile(fig, args.figures_dir / f"course_project_{fig.name}")
+    print(tables.summary_markdown(rows, [*args.models, "oracle"]))
+    print(f"[course_project] done in {time.perf_counter() - t_start:.0f} s; outputs in {out}")
+    if "pdf" in result:
+        print(f"      {result['pdf']}")
+    return result
+
+
+def _line(r: dict) -> str:
+    def f(v, spec):
+        return "   n/a" if v is None else format(v, spec)
+
+    return (
+        f"{r['model']:<10} {r['likelihood_kind']:<5} exact {f(r['exact_nll'], '+.3f')}  "
+        f"-bound {f(r['neg_bound'], '+.3f')}  KDE {f(r['kde_nll'], '+.3f')}  "
+        f"KL gap {f(r['kl_gap'], '+.3f')}  BD {f(r['bhattacharyya'], '.4f')}  "
+        f"energy {f(r['energy'], '.4f')}  NFE {r['sample_nfe']}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

@@ -1,0 +1,278 @@
+"""One model, one dataset: train, evaluate, write every output. Shared by the scripts.
+
+``run(family, args, hp)`` trains the family's model on the dataset's 2000 training points
+(hold-out 500, independent keys), resuming from ``--out/checkpoint.eqx`` when it exists,
+then writes ``metrics.json`` (the likelihood the model declares, sample metrics, reference
+numbers, timings, hyperparameters, machine), ``samples.npz``, ``history.json``,
+``model.eqx`` and the figure set, and returns a :class:`Run` that a script can extend
+(extra samplers, extra bounds) before it calls :func:`write`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from common import machine, save_figures, timed, write_json, write_samples
+from evaluate import likelihood_metrics, reference_metrics, sample_metrics
+from factory import FAMILIES, build_model, build_objective, build_optimizer, family
+
+import flowlab
+from flowlab import datasets
+
+N_SAMPLES = 2000  # model samples for plots, KDE and samples.npz (same n as training)
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a finished run holds (arrays as numpy)."""
+
+    family: str
+    args: Any
+    hp: dict
+    model: Any
+    history: flowlab.History
+    train: np.ndarray
+    holdout: np.ndarray
+    oracle: np.ndarray
+    samples: np.ndarray
+    keys: dict
+    metrics: dict
+    figures: dict = dataclasses.field(default_factory=dict)
+    arrays: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return self.args.out
+
+
+def prepare(family_name: str, args, hp: dict):
+    """Data, keys and hyperparameters of a run (the same for every family)."""
+    key = jax.random.key(args.seed)
+    k_data, _, k_train, k_sample, k_oracle = jax.random.split(key, 5)
+    train, holdout = datasets.split(args.dataset, k_data)
+    std = flowlab.Standardize.fit(train)
+    hp = dict(hp)
+    hp.update(
+        family=family_name,
+        dataset=args.dataset,
+        seed=args.seed,
+        activation=hp.get("activation", "silu"),
+        n_train=int(train.shape[0]),
+        n_holdout=int(holdout.shape[0]),
+        standardize_loc=np.asarray(std.loc).tolist(),
+        standardize_scale=np.asarray(std.scale).tolist(),
+    )
+    fam = family(family_name) if family_name in FAMILIES else None
+    if fam is not None and fam.data_hp is not None:
+        hp.update(fam.data_hp(hp, np.asarray(std.forward(train))))
+    keys = dict(train=k_train, sample=k_sample, oracle=k_oracle, bound=jax.random.fold_in(key, 7))
+    return train, holdout, keys, hp
+
+
+def default_training_metrics(model, holdout, keys) -> dict:
+    """What to evaluate on the hold-out set at every evaluation: the exact NLL, or minus
+    the bound, by the model's likelihood kind (nothing for kind *none*)."""
+    if flowlab.likelihood_kind(model) == "exact":
+        return {"holdout_nll": lambda m: -float(jnp.mean(m.log_prob(holdout)))}
+    if isinstance(model, flowlab.AbstractBoundLikelihood):
+        return {
+            "holdout_neg_bound": lambda m: (
+                -float(jnp.mean(m.log_prob_bound(holdout, key=keys["bound"])))
+            )
+        }
+    return {}
+
+
+def fit_or_load(
+    hp: dict, train, holdout, keys, folder: Path, *, progress: bool, fresh: bool, metrics=None
+):
+    """Train the model of ``hp`` in ``folder`` (resuming from its checkpoint), or load it
+    when ``folder`` holds a finished run with the same hyperparameters; returns ``(model,
+    history, seconds this call took)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt, model_path, history_path = (
+        folder / "checkpoint.eqx",
+        folder / "model.eqx",
+        folder / "history.json",
+    )
+    if fresh:
+        for path in (ckpt, model_path, history_path):
+            path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    if model_path.exists() and history_path.exists():
+        saved = flowlab.read_header(model_path).get("hyperparameters")
+        if saved == json.loads(json.dumps(hp)):
+            model, _ = flowlab.load_model(model_path, build_model)
+            return model, flowlab.History.load(history_path), time.perf_counter() - t0
+    model = build_model(hp)
+    if metrics is None:
+        metrics = default_training_metrics(model, holdout, keys)
+    model, history = flowlab.fit(
+        model,
+        build_objective(hp),
+        train,
+        holdout,
+        key=keys["train"],
+        steps=hp["steps"],
+        batch_size=hp["batch_size"],
+        optimizer=build_optimizer(hp),
+        eval_every=hp["eval_every"],
+        ema_decay=hp["ema_decay"],
+        metrics=metrics,
+        checkpoint=ckpt,
+        hyperparameters=hp,
+        progress=progress,
+    )
+    history.save(history_path)
+    flowlab.save_model(model_path, model, hp)
+    return model, history, time.perf_counter() - t0
+
+
+def train_model(family_name: str, args, hp: dict, train, holdout, keys, *, metrics=None):
+    """Build and fit the model of a script run in ``args.out`` (resuming from the
+    checkpoint there; ``--fresh`` starts over)."""
+    model = build_model(hp)
+    n_params = flowlab.nn.num_parameters(eqx_filter_trainable(model))
+    print(
+        f"[{family_name}] {args.dataset}: {hp['n_train']} train / {hp['n_holdout']} hold-out "
+        f"points; {family(family_name).label}; {hp['steps']} steps of batch "
+        f"{hp['batch_size']}; {n_params} trained parameters; likelihood: "
+        f"{flowlab.likelihood_kind(model)}"
+    )
+    ckpt = args.out / "checkpoint.eqx"
+    if args.fresh and ckpt.exists():
+        ckpt.unlink()
+    # a script always refits from its checkpoint (a finished checkpoint costs nothing)
+    (args.out / "model.eqx").unlink(missing_ok=True)
+    return fit_or_load(
+        hp,
+        train,
+        holdout,
+        keys,
+        args.out,
+        progress=not args.no_progress,
+        fresh=False,
+        metrics=metrics,
+    )
+
+
+def eqx_filter_trainable(model):
+    """The trained part of a model (for counting parameters)."""
+    import equinox as eqx
+
+    return eqx.filter(model, model.trainable())
+
+
+def run(family_name: str, args, hp: dict, *, sampler=None, training_metrics=None) -> Run:
+    """Train and evaluate one model; returns the :class:`Run` (not yet written)."""
+    train, holdout, keys, hp = prepare(family_name, args, hp)
+    model, history, fit_call_s = train_model(
+        family_name, args, hp, train, holdout, keys, metrics=training_metrics
+    )
+    lik = likelihood_metrics(model, holdout, key=keys["bound"])
+    log_prob = lik.pop("_log_prob", None)
+    kwargs = {} if sampler is None else {"sampler": sampler}  # None: the model's own
+    (samples, stats), sample_s = timed(
+        model.sample_with_stats, keys["sample"], N_SAMPLES, repeats=1, **kwargs
+    )
+    samples = np.asarray(samples)
+    oracle = np.asarray(datasets.sample(args.dataset, keys["oracle"], N_SAMPLES))
+    train_np, holdout_np = np.asarray(train), np.asarray(holdout)
+    sm = sample_metrics(samples, holdout_np, train_np)
+    om = sample_metrics(oracle, holdout_np, train_np)
+    ref = reference_metrics(args.dataset, holdout_np, log_prob)
+    metrics = {
+        "family": family_name,
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "steps": hp["steps"],
+        **lik,
+        "sample_nfe": int(stats.nfe),
+        "sample_time_s": sample_s,
+        "n_samples": N_SAMPLES,
+        "train_time_s": history.wall_time[-1],
+        "train_steps_per_s": hp["steps"] / history.wall_time[-1],
+        "fit_call_s": fit_call_s,
+        **sm,
+        "kde_loglik_oracle": om["kde_loglik"],
+        "bhattacharyya_oracle": om["bhattacharyya"],
+        "energy_distance_oracle": om["energy_distance"],
+        **ref,
+        "hyperparameters": hp,
+        "machine": machine(),
+    }
+    if "true_entropy" in ref and lik.get("holdout_nll") is not None:
+        metrics["nll_gap_to_entropy"] = lik["holdout_nll"] - ref["true_entropy"]
+    return Run(
+        family_name,
+        args,
+        hp,
+        model,
+        history,
+        train_np,
+        holdout_np,
+        oracle,
+        samples,
+        keys,
+        metrics,
+    )
+
+
+def write(r: Run, prefix: str) -> list[Path]:
+    """Write ``metrics.json``, ``samples.npz`` and the figures (copied to ``figures/`` for
+    full runs); return the figure paths."""
+    write_json(r.out / "metrics.json", r.metrics)
+    write_samples(r.out / "samples.npz", r.samples, **r.arrays)
+    figures_dir = None if r.args.smoke else r.args.figures_dir
+    return save_figures(r.figures, r.out, figures_dir, prefix)
+
+
+def report(r: Run, written: list[Path]) -> None:
+    """Print the headline numbers."""
+    m, tag = r.metrics, f"[{r.family}]"
+    print(
+        f"{tag} trained {m['steps']} steps in {m['train_time_s']:.1f} s "
+        f"({m['train_steps_per_s']:.0f} steps/s, compile and evaluations included)"
+    )
+    if m.get("holdout_nll") is not None:
+        line = f"{tag} exact hold-out NLL {m['holdout_nll']:.4f} ± {m['holdout_nll_se']:.4f} nats"
+        if "true_entropy" in m:
+            line += f"; true entropy {m['true_entropy']:.4f} (gap {m['nll_gap_to_entropy']:+.4f})"
+        print(line)
+        print(
+            f"{tag} log_prob of {len(r.holdout)} points: {m['log_prob_time_s'] * 1e3:.1f} ms, "
+            f"{m['log_prob_nfe']} NFE ({m['holdout_nll_estimator']})"
+        )
+    if "kl_data_to_model" in m:
+        print(
+            f"{tag} true density on the same hold-out points: NLL {m['oracle_holdout_nll']:.4f}; "
+            f"paired KL(data || model) {m['kl_data_to_model']:.4f} ± "
+            f"{m['kl_data_to_model_se']:.4f} nats"
+        )
+    if m.get("holdout_neg_bound") is not None:
+        print(
+            f"{tag} hold-out -({m['bound_name']}) {m['holdout_neg_bound']:.4f} ± "
+            f"{m['holdout_neg_bound_se']:.4f} nats (an upper bound on the NLL)"
+        )
+    kde, kde_o = m.get("kde_loglik"), m.get("kde_loglik_oracle")
+    if kde is not None:
+        print(
+            f"{tag} KDE log-likelihood on hold-out: model samples {kde['mean']:.4f} ± "
+            f"{kde['se']:.4f}, true samples (oracle) {kde_o['mean']:.4f} ± {kde_o['se']:.4f}"
+        )
+        print(
+            f"{tag} Bhattacharyya distance to training data: model {m['bhattacharyya']:.4f}, "
+            f"oracle {m['bhattacharyya_oracle']:.4f}"
+        )
+    else:
+        print(f"{tag} sample diagnostic: {m['sample_diagnostic']}")
+    print(f"{tag} outputs in {r.out}")
+    for p in written:
+        print(f"      {p}")
