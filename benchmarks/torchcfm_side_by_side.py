@@ -16,11 +16,11 @@ replacement, an MLP of width 64 with 3 hidden layers, Adam with learning rate 1e
   over blocks. torch runs with 2 intra-op threads, then again with 1 (``--torch-threads``):
   on a busy 2-core machine 2 threads can be many times slower than 1.
 - flowlab: ``CNF(MLPVectorField(2, width=64, depth=3))`` with ``FlowMatching()``, timed as
-  flowlab's own training loop runs it: ``flowlab.train._train_chunk`` (200 steps fused in one
-  ``lax.scan`` under one jit). ms/step is the median over repeated chunks; compile time is
-  reported separately. Two flowlab rows: the default vector field (SiLU, Fourier time
-  features, input size 2 + 7) and one matched to torchcfm's MLP (SELU, raw ``t`` only,
-  input size 2 + 1). XLA's CPU backend picks its own thread count.
+  flowlab's own training loop runs it: ``flowlab.Trainer.run``, as ``flowlab.fit`` calls it
+  (200 steps fused in one ``lax.scan`` under one jit). ms/step is the median over repeated
+  chunks; compile time is reported separately. Two flowlab rows: the default vector field
+  (SiLU, Fourier time features, input size 2 + 7) and one matched to torchcfm's MLP (SELU,
+  raw ``t`` only, input size 2 + 1). XLA's CPU backend picks its own thread count.
 
 Writes ``benchmarks/torchcfm_results.json``. torch is never a dependency of flowlab itself.
 """
@@ -42,7 +42,7 @@ BATCH = 256
 WIDTH = 64
 DEPTH = 3
 LR = 1e-3
-CHUNK = 200  # flowlab: steps fused in one jit call (flowlab.train.fit uses eval_every=250)
+CHUNK = 200  # flowlab: steps fused in one jit call (flowlab.fit uses eval_every=250)
 
 INSTALL_HINT = (
     "torch and torchcfm are needed for this benchmark (they are not flowlab dependencies).\n"
@@ -102,18 +102,15 @@ def time_flowlab(vf_kwargs, train, n_chunks, seed=1):
 
     import flowlab
     from flowlab.nn import MLPVectorField
-    from flowlab.train import FlowMatching, _train_chunk, trainable_filter
 
     vf = MLPVectorField(2, width=WIDTH, depth=DEPTH, key=jax.random.key(seed), **vf_kwargs)
     model = flowlab.CNF(vf, standardize=flowlab.Standardize.fit(train))
-    params, static = eqx.partition(model, trainable_filter(model))
-    opt = optax.adam(LR)
-    state = opt.init(params)
-    loss = FlowMatching()
+    params, static = eqx.partition(model, model.trainable())
+    trainer = flowlab.Trainer(flowlab.FlowMatching(), optax.adam(LR), static, BATCH)
+    state = trainer.init(params, train, jax.random.key(seed))
 
-    def run(key):
-        out = _train_chunk(params, None, state, static, loss, opt, train, key, CHUNK, BATCH, None)
-        return jax.block_until_ready(out[3])
+    def run(key):  # CHUNK steps from the same state, fused in one lax.scan under one jit
+        return jax.block_until_ready(trainer.run(state, train, key, CHUNK)[1])
 
     t0 = time.perf_counter()
     run(jax.random.key(0))

@@ -1,0 +1,109 @@
+"""The benchmarks' models and the measurements every section takes of them.
+
+Models come from the experiments' one factory (``experiments/factory.py``); trained ones
+from ``experiments/compare.py``'s output folder (checkerboard, seed 0). Training is timed
+through the public :class:`flowlab.Trainer`: ``Trainer.run`` fuses a chunk of steps in one
+``lax.scan`` under one jit, as :func:`flowlab.fit` runs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import _timing  # first: puts experiments/ on sys.path for factory
+import equinox as eqx
+import factory
+import jax
+import numpy as np
+
+import flowlab
+from flowlab import datasets
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPARE_MODELS = ROOT / "results" / "compare" / "models" / "checkerboard" / "seed0"
+
+
+def checkerboard_split():
+    """The checkerboard training and hold-out sets of key 0."""
+    return datasets.split("checkerboard", jax.random.key(0))
+
+
+def build(family: str, width: int, depth: int, train, seed: int = 0, **solver_options):
+    """An untrained model of ``family`` (a name of ``factory.FAMILIES``) standardised on
+    ``train``, its weights drawn from ``seed``; ``solver_options`` change the fields of its
+    :class:`flowlab.SolverOptions`."""
+    std = flowlab.Standardize.fit(train)
+    hp = factory.family(family).defaults | {
+        "family": family,
+        "seed": seed,
+        "width": width,
+        "depth": depth,
+        "standardize_loc": np.asarray(std.loc).tolist(),
+        "standardize_scale": np.asarray(std.scale).tolist(),
+    }
+    model = factory.build_model(hp)
+    return model.with_options(**solver_options) if solver_options else model
+
+
+def trained(family: str):
+    """The checkerboard seed-0 model of ``experiments/compare.py`` and its hyperparameters
+    (or ``(None, None)`` when compare.py has not been run)."""
+    path = COMPARE_MODELS / family / "model.eqx"
+    if not path.exists():
+        return None, None
+    return flowlab.load_model(path, factory.build_model)
+
+
+def trained_or_untrained(family: str, train):
+    """The trained model of ``family``, else an untrained width-128 depth-4 one."""
+    model, _ = trained(family)
+    return build(family, 128, 4, train) if model is None else model
+
+
+def cast(tree, dtype):
+    """``tree`` with every floating-point array in ``dtype``."""
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
+
+
+def trainer(model, loss, data, batch, lr=2e-3):
+    """``(Trainer, TrainState)`` of ``model`` (its trainable part; no EMA) with
+    ``default_optimizer(10_000, lr)``."""
+    params, static = eqx.partition(model, model.trainable())
+    t = flowlab.Trainer(loss, flowlab.default_optimizer(10_000, learning_rate=lr), static, batch)
+    return t, t.init(params, data, jax.random.key(0))
+
+
+def bench_train(model, loss, data, batch, chunk, repeats, lr=2e-3):
+    """Steady-state training throughput of ``chunk`` steps fused in one scan."""
+    tr, state = trainer(model, loss, data, batch, lr)
+    t, first = _timing.median_time(
+        lambda: tr.run(state, data, jax.random.key(0), chunk)[1], repeats
+    )
+    return {
+        "batch": batch,
+        "step_ms": 1e3 * t / chunk,
+        "steps_per_s": chunk / t,
+        "points_per_s": chunk * batch / t,
+        "compile_s": max(first - t, 0.0),
+    }
+
+
+def bench_log_prob(model, x, repeats):
+    """Time and NFE of the exact ``log_prob`` of the points ``x``."""
+    _, stats = model.log_prob_with_stats(x)
+    t, first = _timing.median_time(lambda: model.log_prob(x), repeats)
+    return {
+        "n": int(x.shape[0]),
+        "time_s": t,
+        "compile_s": max(first - t, 0.0),
+        "nfe": int(stats.nfe),
+    }
+
+
+def bench_sample(model, n, repeats, sampler=None):
+    """Time and NFE of ``n`` samples (``sampler``: a :mod:`flowlab.samplers` object, or
+    ``None`` for the model's default)."""
+    key = jax.random.key(3)
+    _, stats = model.sample_with_stats(key, n, sampler=sampler)
+    t, first = _timing.median_time(lambda: model.sample(key, n, sampler=sampler), repeats)
+    return {"n": n, "time_s": t, "compile_s": max(first - t, 0.0), "nfe": int(stats.nfe)}
