@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests` (fast suite + experiment smoke runs), `nox -s slow`, `nox -s lint`."""
+"""Sessions: `nox -s tests` (fast suite + experiment smoke runs), `nox -s slow`, `nox -s lint`,
+`nox -s docs`."""
 
 import nox
 
@@ -31,6 +32,26 @@ def lint(session: nox.Session) -> None:
     )
     session.run(
         "ruff", "format", "--check", "flowlab", "experiments", "tests", "benchmarks", "notebooks"
+    )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site offline with warnings as errors (`mkdocs build --strict`
+    into build/site), then check the built site: every public name in objects.inv, no asset
+    loaded from another host, the notebook's outputs rendered."""
+    session.install("-e", ".[docs,test]")
+    env = {"NO_MKDOCS_2_WARNING": "1", "MPLBACKEND": "Agg"}
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", "build/site", env=env)
+    session.run(
+        "pytest",
+        "tests/test_docs.py",
+        "-k",
+        "site",
+        "-m",
+        "not slow",
+        *session.posargs,
+        env={**env, "FLOWLAB_DOCS_SITE": "build/site"},
     )
 
 

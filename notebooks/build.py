@@ -45,6 +45,7 @@ from IPython.display import Image, display
 import flowlab
 from flowlab import CNF, Diffusion, DenoisingScoreMatching, Standardize, datasets, plotting
 from flowlab.nn import MLPVectorField
+from flowlab.samplers import EulerMaruyama
 from flowlab.train import FlowMatching, default_optimizer, fit
 
 %matplotlib inline
@@ -176,7 +177,7 @@ step means, every 6th step drawn). Both end on the data distribution; 60 particl
     dif = models[name]["diffusion"]
     key = jax.random.key(3)
     ts_ode, xs_ode = dif.trajectories(key, 60, num_times=60)
-    ts_sde, xs_sde = dif.sde_trajectories(key, 60, sampler="em", steps=300)
+    ts_sde, xs_sde = dif.sde_trajectories(key, 60, sampler=EulerMaruyama(steps=300))
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
     plotting.trajectories(ts_ode, xs_ode, ax=axes[0], title=f"{name}: probability-flow ODE")
     plotting.trajectories(ts_sde[::6], xs_sde[::6], ax=axes[1],
