@@ -9,10 +9,20 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Install flowlab and run the fast test suite (slow tests excluded)."""
+    """Install flowlab and run the fast test suite (slow tests excluded), spread over the
+    machine's cores by pytest-xdist (``nox -s tests -- -n 0`` runs it in one process)."""
     session.install("-e", ".[test]")
     session.run(
-        "pytest", "-m", "not slow", "--durations=10", *session.posargs, env={"MPLBACKEND": "Agg"}
+        "pytest",
+        "-m",
+        "not slow",
+        "-n",
+        "auto",
+        "--dist",
+        "worksteal",
+        "--durations=15",
+        *session.posargs,
+        env={"MPLBACKEND": "Agg"},
     )
 
 

@@ -12,6 +12,11 @@ Rows of the table (``--models``); several rows can share one trained model:
   reverse SDE (Euler-Maruyama) and with the probability-flow ODE (exact PF-ODE NLL);
 * ``ddpm``: discrete-time DDPM (L_simple), ancestral samples; its variational bound;
 * ``dsm``: single-noise DSM with annealed Langevin (no likelihood);
+* ``vae``: Gaussian VAE, exact marginal likelihood by quadrature over its 2D latent (its
+  ELBO and IWAE bounds are in the script's own outputs);
+* ``ebm``: energy-based model trained by contrastive divergence, exact likelihood by 2D
+  quadrature of its normaliser, Langevin samples;
+* ``gan``: non-saturating GAN (no likelihood: sample metrics only);
 * ``oracle``: fresh true samples scored exactly as model samples are; its NLL is the true
   density's.
 
@@ -21,28 +26,31 @@ the exact NLL, the KL gap (NLL - true entropy), Bhattacharyya distance, W2, ener
 and MMD to fresh true samples, NFE and timings.
 
 Writes to --out (default results/compare/): results.csv (schema in tables.py), summary.md,
-config.json, figures (training, samples, density, nll; full runs also copy them to
-figures/compare_*.png) and models/<dataset>/seed<k>/<family>/ (checkpoint, model, history;
-re-running reuses finished models and only re-evaluates; ``--fresh`` retrains).
+config.json, details.json, figures (training, samples, density, nll; full runs also copy
+them to figures/compare_*.png), models/<dataset>/seed<k>/<family>/ (checkpoint, model,
+history; re-running reuses finished models and only re-evaluates; ``--fresh`` retrains),
+arrays/ (what the report draws), studies/ (the KDE and sampler studies of studies.py) and
+the typeset report.pdf (report.py); a full run also writes figures/compare_report.pdf and
+RESULTS.md, its Markdown digest.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
-import pipeline
+import grid
+import report
+import studies
 import tables
-from common import ROOT, machine, save_figures, timed, write_json
-from evaluate import likelihood_metrics, sample_metrics
+from common import ROOT, machine, save_figures, write_json
 from factory import FAMILIES
 
 import figures
-from flowlab import atomic_write_text, datasets, plotting
+from flowlab import atomic_write_text, datasets
 from flowlab.samplers import EulerMaruyama
 
 COURSE_DATASETS = ("spiral", "pinwheel", "checkerboard", "gaussian_mixture")
@@ -146,6 +154,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="delete the saved models and checkpoints of the requested runs and retrain them",
     )
+    p.add_argument("--no-studies", action="store_true", help="skip the KDE and sampler studies")
+    p.add_argument("--no-report", action="store_true", help="skip the typeset PDF")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = p.parse_args(argv)
     for name in args.datasets:
@@ -165,166 +175,109 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def evaluate_cell(name, seed, models, settings, run_models, train_times, histories):
-    """Rows of one (dataset, seed): every requested model plus the oracle, and the arrays
-    the figures need. Each model is reached through the protocol only."""
-    n = settings["n_samples"]
-    key = jax.random.key(seed)
-    k_data, _, _, k_sample, k_oracle = jax.random.split(key, 5)
-    k_ref, k_fresh = jax.random.split(k_oracle)
-    train, holdout = datasets.split(name, k_data)
-    holdout_np = np.asarray(holdout)
-    reference = np.asarray(datasets.sample(name, k_ref, n))
-    h = datasets.entropy(name)
-    base = dict(dataset=name, seed=seed, true_entropy=h, n_train=int(train.shape[0]),
-                n_holdout=int(holdout.shape[0]), n_samples=n)  # fmt: skip
-    rows, samples, lik_cache = [], {}, {}
-    for row_name in run_models:
-        fam, make_sampler = ROWS[row_name]
-        model = models[fam]
-        if fam not in lik_cache:
-            lik = likelihood_metrics(model, holdout, key=jax.random.fold_in(key, 7))
-            lik.pop("_log_prob", None)
-            lik_cache[fam] = lik
-        lik = lik_cache[fam]
-        sampler = None if make_sampler is None else make_sampler(settings)
-        kwargs = {} if sampler is None else {"sampler": sampler}  # None: the model's own
-        (x, stats), t_s = timed(model.sample_with_stats, k_sample, n, repeats=1, **kwargs)
-        x = np.asarray(x)
-        samples[row_name] = x
-        sm = sample_metrics(x, holdout_np, reference, full=True)
-        rows.append(_row(base, row_name, lik, sm, int(stats.nfe), t_s, train_times[fam],
-                         histories[fam].step[-1]))  # fmt: skip
-    fresh = np.asarray(datasets.sample(name, k_fresh, n))
-    samples["oracle"] = fresh
-    true_lp = datasets.log_prob(name, holdout_np)
-    oracle_lik = dict(likelihood_kind="exact", holdout_nll=float(-np.mean(true_lp)),
-                      holdout_nll_se=float(np.std(true_lp, ddof=1) / np.sqrt(true_lp.size)),
-                      log_prob_nfe=0, log_prob_time_s=0.0)  # fmt: skip
-    sm = sample_metrics(fresh, holdout_np, reference, full=True)
-    rows.append(_row(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
-    arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference,
-                  samples=samples)  # fmt: skip
-    return rows, arrays
-
-
-def _row(base, model, lik, sm, nfe, sample_s, train_s, steps) -> dict:
-    kde = sm.get("kde_loglik")
-    row = dict(
-        base,
-        model=model,
-        likelihood_kind=lik["likelihood_kind"],
-        exact_nll=lik.get("holdout_nll"),
-        exact_nll_se=lik.get("holdout_nll_se"),
-        neg_bound=lik.get("holdout_neg_bound"),
-        neg_bound_se=lik.get("holdout_neg_bound_se"),
-        bound_name=lik.get("bound_name", ""),
-        kde_nll=None if kde is None else -kde["mean"],
-        kde_nll_se=None if kde is None else kde["se"],
-        bhattacharyya=sm.get("bhattacharyya"),
-        w2=sm.get("w2"),
-        energy=sm.get("energy_distance"),
-        mmd=sm.get("mmd"),
-        sample_nfe=nfe,
-        log_prob_nfe=lik.get("log_prob_nfe"),
-        train_time_s=train_s,
-        sample_time_s=sample_s,
-        log_prob_time_s=lik.get("log_prob_time_s"),
-        train_steps=steps,
-        sample_diagnostic=sm["sample_diagnostic"],
-    )
-    nll = row["exact_nll"]
-    row["kde_gap"] = None if nll is None or row["kde_nll"] is None else row["kde_nll"] - nll
-    row["kl_gap"] = None if nll is None else nll - base["true_entropy"]
-    return row
-
-
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     budgets, settings = BUDGETS[args.mode], SETTINGS[args.mode]
-    families = list(dict.fromkeys(ROWS[m][0] for m in args.models))
-    config = dict(mode=args.mode, datasets=args.datasets, models=args.models,
-                  seeds=list(range(args.seeds)), budgets={f: budgets[f] for f in families},
-                  evaluation=settings, machine=machine())  # fmt: skip
+    rows_spec = {m: ROWS[m] for m in args.models}
+    families = list(dict.fromkeys(fam for fam, _ in rows_spec.values()))
+    hps = {}
+    for fam in families:  # the family's defaults, overridden by this mode's budget
+        hp = {**FAMILIES[fam].defaults, **budgets[fam]}
+        hp["eval_every"] = max(1, hp["steps"] // EVALS_PER_RUN)
+        hps[fam] = hp
+    config = dict(
+        mode=args.mode,
+        script="experiments/compare.py",
+        datasets=args.datasets,
+        models=args.models,
+        families={m: ROWS[m][0] for m in args.models},
+        labels={k: LABELS.get(k, k) for k in [*families, *args.models, "oracle"]},
+        loss_labels={fam: FAMILIES[fam].loss_label for fam in families},
+        seeds=list(range(args.seeds)),
+        budgets={f: budgets[f] for f in families},
+        budget_source={f: f"compare.py's {args.mode} budget" for f in families},
+        evaluation=dict(settings, evals_per_run=EVALS_PER_RUN, kde_bandwidth="scott",
+                        reference="fresh true samples (n_samples)"),
+        machine=machine(),
+    )  # fmt: skip
+    timings = config["timings"] = {"train_s": {}, "evaluate_s": {}}
     print(
         f"[compare] {len(args.datasets)} dataset(s) x {len(args.models)} model(s) x "
         f"{args.seeds} seed(s), mode {args.mode}; output in {out}"
     )
-    rows, histories, arrays, density = [], {}, {}, {}
+    rows, details, histories, arrays, density, models_seed0 = [], {}, {}, {}, {}, {}
     t_start = time.perf_counter()
     for name in args.datasets:
         for seed in range(args.seeds):
-            run_args = argparse.Namespace(dataset=name, seed=seed)
-            train, holdout, keys, _ = pipeline.prepare("compare", run_args, {})
-            models, hists, train_times = {}, {}, {}
-            for index, fam in enumerate(families):
-                # the family's defaults, overridden by this mode's budget
-                _, _, _, hp = pipeline.prepare(
-                    fam, run_args, {**FAMILIES[fam].defaults, **budgets[fam]}
-                )
-                hp["eval_every"] = max(1, hp["steps"] // EVALS_PER_RUN)
-                fam_keys = dict(keys, train=jax.random.fold_in(keys["train"], index))
-                folder = out / "models" / name / f"seed{seed}" / fam
-                models[fam], hists[fam], call_s = pipeline.fit_or_load(
-                    hp, train, holdout, fam_keys, folder, progress=not args.no_progress,
-                    fresh=args.fresh,
-                )  # fmt: skip
-                train_times[fam] = hists[fam].wall_time[-1]
-                print(
-                    f"[compare] {name} seed {seed} {fam}: {hists[fam].step[-1]} steps, "
-                    f"{train_times[fam]:.1f} s training ({call_s:.1f} s this call)"
-                )
-            cell_rows, cell_arrays = evaluate_cell(
-                name, seed, models, settings, args.models, train_times, hists
+            models, hists, call_s = grid.train_cell(
+                name, seed, hps, out, script="compare", progress=not args.no_progress,
+                fresh=args.fresh,
+            )  # fmt: skip
+            timings["train_s"].update({f"{name}/seed{seed}/{f}": s for f, s in call_s.items()})
+            t0 = time.perf_counter()
+            cell_rows, cell_arrays, cell_details = grid.evaluate_cell(
+                name, seed, models, hists, settings, rows_spec
             )
             rows += cell_rows
+            details.update({f"{name}/seed{seed}/{m}": d for m, d in cell_details.items()})
+            report.write_cell_arrays(out, name, seed, **cell_arrays)
             for r in cell_rows:
-                print("      " + _line(r))
+                print("      " + grid.line(r))
             if seed == 0:
-                for fam in families:
-                    histories[(name, fam)] = hists[fam]
+                models_seed0[name] = models
+                histories.update({(name, fam): hists[fam] for fam in families})
                 arrays[name] = cell_arrays
-                lo, hi = figures.limits(cell_arrays["train"])
-                xs, ys, pts = plotting.grid(lo, hi, settings["grid"])
-                grids = {
-                    fam: np.asarray(models[fam].log_prob(pts))
-                    for fam in families
-                    if models[fam].likelihood_kind == "exact"
-                }
-                grids["true"] = datasets.log_prob(name, pts)
-                density[name] = (xs, ys, grids)
+                density[name] = grid.density_grids(
+                    name,
+                    models,
+                    cell_arrays["train"],
+                    settings["grid"],
+                    len(cell_arrays["holdout"]),
+                )
+                report.write_density(out, name, *density[name])
+            timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
+    timings["grid_s"] = time.perf_counter() - t_start
     tables.write_csv(out / "results.csv", rows)
-    order = [*MODELS, "oracle"]
+    order = [*args.models, "oracle"]
     atomic_write_text(out / "summary.md", tables.summary_markdown(rows, order))
+    write_json(out / "details.json", details)
     write_json(out / "config.json", config)
-    labels = {k: LABELS.get(k, k) for k in [*families, *args.models, "oracle"]}
+    labels = config["labels"]
     figs = {
         "training": figures.training_grid(args.datasets, families, histories, labels),
-        "samples": figures.samples_grid(args.datasets, [*args.models, "oracle"], arrays, labels),
+        "samples": figures.samples_grid(args.datasets, order, arrays, labels),
         "density": figures.density_grid(args.datasets, density, labels),
         "nll": figures.nll_scatter(tables.summarise(rows), args.datasets, order, labels),
     }
-    figures_dir = args.figures_dir if args.mode == "full" else None
-    written = save_figures(figs, out, figures_dir, "compare")
+    full = args.mode == "full"
+    written = save_figures(figs, out, args.figures_dir if full else None, "compare")
+    if not args.no_studies:
+        t0 = time.perf_counter()
+        learned, source = grid.study_model(models_seed0)
+        studies.run_studies(out, smoke=args.smoke, learned=learned, learned_source=source,
+                            progress=not args.no_progress, fresh=args.fresh)  # fmt: skip
+        timings["studies_s"] = time.perf_counter() - t0
+    write_json(out / "config.json", config)
+    if not args.no_report:
+        t0 = time.perf_counter()
+        pdf = report.render(out)
+        timings["report_s"] = time.perf_counter() - t0
+        write_json(out / "config.json", config)
+        written.append(pdf)
+        if full:
+            shutil.copyfile(pdf, args.figures_dir / "compare_report.pdf")
+            md = report.write_markdown(
+                out, ROOT / "RESULTS.md", args.figures_dir / "compare_report.pdf"
+            )
+            written.append(md)
     print(tables.summary_markdown(rows, order))
-    print(f"[compare] done in {time.perf_counter() - t_start:.0f} s; outputs in {out}")
+    total = time.perf_counter() - t_start
+    print(f"[compare] done in {total:.0f} s (grid {timings['grid_s']:.0f} s); outputs in {out}")
     for p in [out / "results.csv", out / "summary.md", *written]:
         print(f"      {p}")
     return rows
-
-
-def _line(r: dict) -> str:
-    def f(v, spec):
-        return "   n/a" if v is None else format(v, spec)
-
-    return (
-        f"{r['model']:<14} {r['likelihood_kind']:<5}  NLL {f(r['exact_nll'], '+.3f')}  "
-        f"-bound {f(r['neg_bound'], '+.3f')}  KDE {f(r['kde_nll'], '+.3f')}  "
-        f"KL gap {f(r['kl_gap'], '+.3f')}  BD {f(r['bhattacharyya'], '.4f')}  "
-        f"W2 {f(r['w2'], '.3f')}  NFE {r['sample_nfe']}  {r['sample_diagnostic'][:40]}"
-    )
 
 
 if __name__ == "__main__":

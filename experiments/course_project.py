@@ -32,19 +32,14 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
-import pipeline
+import grid
 import report
 import studies
 import tables
-from common import ROOT, machine, timed, write_json
-from evaluate import likelihood_metrics, sample_metrics
+from common import ROOT, machine, write_json
 from factory import FAMILIES, SMOKE
 
-import figures
-import flowlab
-from flowlab import atomic_write_text, datasets, plotting
+from flowlab import atomic_write_text, datasets
 
 DEFAULT_MODELS = ("cnf_fm", "ddpm")
 DEFAULT_DATASETS = ("pinwheel", "checkerboard")
@@ -145,130 +140,6 @@ def budget(fam: str, args) -> dict:
     return hp
 
 
-def _row(base, model, lik, sm, nfe, sample_s, train_s, steps) -> dict:
-    """One results.csv row (the schema of tables.py)."""
-    kde = sm.get("kde_loglik")
-    row = dict(
-        base,
-        model=model,
-        likelihood_kind=lik["likelihood_kind"],
-        exact_nll=lik.get("holdout_nll"),
-        exact_nll_se=lik.get("holdout_nll_se"),
-        neg_bound=lik.get("holdout_neg_bound"),
-        neg_bound_se=lik.get("holdout_neg_bound_se"),
-        # tables.write_csv does not quote cells: keep commas out of the one free-text cell
-        bound_name=lik.get("bound_name", "").replace(",", ";"),
-        kde_nll=None if kde is None else -kde["mean"],
-        kde_nll_se=None if kde is None else kde["se"],
-        bhattacharyya=sm.get("bhattacharyya"),
-        w2=sm.get("w2"),
-        energy=sm.get("energy_distance"),
-        mmd=sm.get("mmd"),
-        sample_nfe=nfe,
-        log_prob_nfe=lik.get("log_prob_nfe"),
-        train_time_s=train_s,
-        sample_time_s=sample_s,
-        log_prob_time_s=lik.get("log_prob_time_s"),
-        train_steps=steps,
-    )
-    nll = row["exact_nll"]
-    row["kde_gap"] = None if nll is None or row["kde_nll"] is None else row["kde_nll"] - nll
-    row["kl_gap"] = None if nll is None else nll - base["true_entropy"]
-    return row
-
-
-def evaluate_cell(name: str, seed: int, models: dict, histories: dict, settings: dict):
-    """Rows, arrays and details of one (dataset, seed): every model and the oracle, with the
-    keys of compare.py (so that a model scores the same in both)."""
-    n = settings["n_samples"]
-    key = jax.random.key(seed)
-    k_data, _, _, k_sample, k_oracle = jax.random.split(key, 5)
-    k_ref, k_fresh = jax.random.split(k_oracle)
-    train, holdout = datasets.split(name, k_data)
-    holdout_np = np.asarray(holdout)
-    reference = np.asarray(datasets.sample(name, k_ref, n))
-    base = dict(
-        dataset=name,
-        seed=seed,
-        true_entropy=datasets.entropy(name),
-        n_train=int(train.shape[0]),
-        n_holdout=int(holdout.shape[0]),
-        n_samples=n,
-    )
-    rows, samples, details = [], {}, {}
-    for fam, model in models.items():
-        lik = likelihood_metrics(model, holdout, key=jax.random.fold_in(key, 7))
-        lik.pop("_log_prob", None)
-        (x, stats), t_s = timed(model.sample_with_stats, k_sample, n, repeats=1)
-        x = np.asarray(x)
-        samples[fam] = x
-        sm = sample_metrics(x, holdout_np, reference, full=True)
-        hist = histories[fam]
-        rows.append(
-            _row(base, fam, lik, sm, int(stats.nfe), t_s, hist.wall_time[-1], hist.step[-1])
-        )
-        details[fam] = dict(
-            sample_diagnostic=sm["sample_diagnostic"],
-            **{k: v for k, v in lik.items() if k.endswith("estimator") or k == "log_prob_steps"},
-            sampler=type(model).__name__ + " default sampler",
-            kde_bandwidth_factor=None
-            if sm.get("kde_loglik") is None
-            else sm["kde_loglik"]["bandwidth_factor"],
-        )
-    fresh = np.asarray(datasets.sample(name, k_fresh, n))
-    samples["oracle"] = fresh
-    true_lp = datasets.log_prob(name, holdout_np)
-    oracle_lik = dict(
-        likelihood_kind="exact",
-        holdout_nll=float(-np.mean(true_lp)),
-        holdout_nll_se=float(np.std(true_lp, ddof=1) / np.sqrt(true_lp.size)),
-        log_prob_nfe=0,
-        log_prob_time_s=0.0,
-    )
-    sm = sample_metrics(fresh, holdout_np, reference, full=True)
-    rows.append(_row(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
-    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"])
-    arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference, samples=samples)
-    return rows, arrays, details
-
-
-def chunked_log_prob(model, points, chunk: int) -> np.ndarray:
-    """``model.log_prob`` in chunks of ``chunk`` points (the last one padded), so that the
-    function compiled for the hold-out set's shape is reused instead of recompiled."""
-    points = np.asarray(points)
-    out = []
-    for i in range(0, len(points), chunk):
-        c = points[i : i + chunk]
-        k = len(c)
-        if k < chunk:
-            c = np.concatenate([c, np.repeat(c[-1:], chunk - k, axis=0)])
-        out.append(np.asarray(model.log_prob(c))[:k])
-    return np.concatenate(out)
-
-
-def density_grids(name: str, models: dict, train, n_grid: int, chunk: int):
-    """Log-densities of the exact-likelihood models and of the data on one grid."""
-    lo, hi = figures.limits(train)
-    xs, ys, pts = plotting.grid(lo, hi, n_grid)
-    grids = {
-        fam: chunked_log_prob(m, pts, chunk)
-        for fam, m in models.items()
-        if flowlab.likelihood_kind(m) == "exact"
-    }
-    grids["true"] = datasets.log_prob(name, pts)
-    return xs, ys, grids
-
-
-def study_model(models_by_dataset: dict):
-    """The trained score the sampler study uses: the grid's own VP diffusion (or DDPM) on
-    the Gaussian mixture, if the run has one; otherwise ``None`` (studies.py trains one)."""
-    trained = models_by_dataset.get("gaussian_mixture", {})
-    for fam in ("diffusion", "ddpm"):
-        if fam in trained:
-            return trained[fam], f"this run's {FAMILIES[fam].label} on gaussian_mixture (seed 0)"
-    return None, ""
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out: Path = args.out
@@ -281,42 +152,34 @@ def main(argv=None) -> dict:
         f"{args.seeds} seed(s), mode {args.mode}; output in {out}"
     )
     rows, details, models_seed0, timings = [], {}, {}, {"train_s": {}, "evaluate_s": {}}
+    rows_spec = grid.family_rows(args.models)
     for name in args.datasets:
         for seed in range(args.seeds):
-            run_args = argparse.Namespace(dataset=name, seed=seed)
-            train, holdout, keys, _ = pipeline.prepare("course_project", run_args, {})
-            models, hists = {}, {}
-            for fam in args.models:
-                _, _, _, hp = pipeline.prepare(fam, run_args, budgets[fam])
-                index = list(FAMILIES).index(fam)  # a family's key does not depend on the other
-                fam_keys = dict(keys, train=jax.random.fold_in(keys["train"], index))
-                folder = out / "models" / name / f"seed{seed}" / fam
-                models[fam], hists[fam], call_s = pipeline.fit_or_load(
-                    hp,
-                    train,
-                    holdout,
-                    fam_keys,
-                    folder,
-                    progress=not args.no_progress,
-                    fresh=args.fresh,
-                )
-                timings["train_s"][f"{name}/seed{seed}/{fam}"] = call_s
-                print(
-                    f"[course_project] {name} seed {seed} {fam}: {hists[fam].step[-1]} steps, "
-                    f"{hists[fam].wall_time[-1]:.1f} s training ({call_s:.1f} s this call)"
-                )
+            models, hists, call_s = grid.train_cell(
+                name,
+                seed,
+                budgets,
+                out,
+                script="course_project",
+                progress=not args.no_progress,
+                fresh=args.fresh,
+            )
+            timings["train_s"].update({f"{name}/seed{seed}/{f}": s for f, s in call_s.items()})
             t0 = time.perf_counter()
-            cell_rows, arrays, cell_details = evaluate_cell(name, seed, models, hists, settings)
+            cell_rows, arrays, cell_details = grid.evaluate_cell(
+                name, seed, models, hists, settings, rows_spec
+            )
             rows += cell_rows
             details.update({f"{name}/seed{seed}/{m}": d for m, d in cell_details.items()})
             report.write_cell_arrays(out, name, seed, **arrays)
             if seed == 0:
                 models_seed0[name] = models
-                grids = density_grids(name, models, train, settings["grid"], len(holdout))
+                grids = grid.density_grids(name, models, arrays["train"], settings["grid"],
+                                           len(arrays["holdout"]))  # fmt: skip
                 report.write_density(out, name, *grids)
             timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
             for r in cell_rows:
-                print("      " + _line(r))
+                print("      " + grid.line(r))
     tables.write_csv(out / "results.csv", rows)
     atomic_write_text(out / "summary.md", tables.summary_markdown(rows, [*args.models, "oracle"]))
     write_json(out / "details.json", details)
@@ -350,7 +213,7 @@ def main(argv=None) -> dict:
     write_json(out / "config.json", config)
     if not args.no_studies:
         t0 = time.perf_counter()
-        learned, source = study_model(models_seed0)
+        learned, source = grid.study_model(models_seed0)
         studies.run_studies(
             out,
             smoke=args.smoke,
@@ -379,18 +242,6 @@ def main(argv=None) -> dict:
     if "pdf" in result:
         print(f"      {result['pdf']}")
     return result
-
-
-def _line(r: dict) -> str:
-    def f(v, spec):
-        return "   n/a" if v is None else format(v, spec)
-
-    return (
-        f"{r['model']:<10} {r['likelihood_kind']:<5} exact {f(r['exact_nll'], '+.3f')}  "
-        f"-bound {f(r['neg_bound'], '+.3f')}  KDE {f(r['kde_nll'], '+.3f')}  "
-        f"KL gap {f(r['kl_gap'], '+.3f')}  BD {f(r['bhattacharyya'], '.4f')}  "
-        f"energy {f(r['energy'], '.4f')}  NFE {r['sample_nfe']}"
-    )
 
 
 if __name__ == "__main__":

@@ -219,6 +219,27 @@ class Results:
             return float(vals[0]), float(se) if se is not None else math.nan
         return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(vals.size))
 
+    def detail(self, dataset: str, model: str, seed: int | None = None) -> dict | None:
+        """The ``details.json`` entry of one row (estimator labels, extra bounds)."""
+        seed = self.seeds[0] if seed is None else seed
+        return self.details.get(f"{dataset}/seed{seed}/{model}")
+
+    def detail_stat(self, dataset: str, model: str, key: str) -> tuple[float, float]:
+        """Like :meth:`stat` for a number kept in ``details.json`` (``key`` and ``key_se``)."""
+        vals, ses = [], []
+        for seed in self.seeds:
+            d = self.detail(dataset, model, seed) or {}
+            v = d.get(key)
+            if v is not None and math.isfinite(v):
+                vals.append(v)
+                ses.append(d.get(key + "_se", math.nan))
+        if not vals:
+            return math.nan, math.nan
+        if len(vals) == 1:
+            return float(vals[0]), float(ses[0] if ses[0] is not None else math.nan)
+        a = np.asarray(vals, np.float64)
+        return float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size))
+
 
 def _history(path: Path):
     return flowlab.History.load(path) if path.exists() else None
@@ -798,8 +819,16 @@ def quantitative_text(res: Results) -> list[str]:
             if math.isfinite(e[0]):
                 s += (
                     f" {res.label(m)}'s −{bname} is {pm(*nb)} nats, {num(nb[0] - e[0])} above "
-                    "its exact NLL (the gap of the bound)."
+                    "its exact NLL (the gap of the bound)"
                 )
+                iw = res.detail_stat(name, m, "holdout_neg_iwae")
+                if math.isfinite(iw[0]):
+                    k = (res.detail(name, m) or {}).get("iwae_k")
+                    s += (
+                        f"; the importance-weighted bound [@burda2016] with K = {k} closes it "
+                        f"to {num(iw[0] - e[0])} (−IWAE {pm(*iw)})"
+                    )
+                s += "."
                 continue
             s += f" {res.label(m)} has only a bound ({bname}): −bound {pm(*nb)} nats"
             s += ", an upper bound on its NLL"

@@ -46,7 +46,8 @@ def _run(script, *args):
 
 def test_compare_smoke_and_report(tmp_path):
     out = tmp_path / "compare"
-    _run("compare.py", "--smoke", "--datasets", "pinwheel", "--out", str(out), "--no-progress")
+    args = ("--smoke", "--datasets", "pinwheel", "--out", str(out), "--no-progress")
+    _run("compare.py", *args, "--no-studies")  # course_project's smoke run covers the studies
 
     with open(out / "results.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -77,13 +78,21 @@ def test_compare_smoke_and_report(tmp_path):
         assert (out / f"{name}.png").stat().st_size > 10_000, name
     assert (out / "models" / "pinwheel" / "seed0" / "diffusion" / "model.eqx").exists()
     assert not (out / "models" / "pinwheel" / "seed0" / "diffusion_ode").exists()
+    # the typeset report of the whole grid, from the arrays the run saved
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (out / "arrays" / "pinwheel_seed0.npz").exists()
+    body = (out / "report_build" / "body.typ").read_text()
+    for label in ("VAE", "EBM", "GAN", "DDPM"):
+        assert label in body, label
 
     # re-running reuses the saved models: same exact NLLs, nothing retrained
     model_file = out / "models" / "pinwheel" / "seed0" / "cnf_fm" / "model.eqx"
     mtime = model_file.stat().st_mtime_ns
-    _run("compare.py", "--smoke", "--datasets", "pinwheel", "--out", str(out), "--no-progress")
+    rerun = ("cnf_fm", "diffusion_ode", "vae")
+    _run("compare.py", *args, "--models", *rerun, "--no-studies", "--no-report")
     assert model_file.stat().st_mtime_ns == mtime
     with open(out / "results.csv", newline="") as f:
         again = {r["model"]: r for r in csv.DictReader(f)}
-    for m in MODELS:
+    assert set(again) == {*rerun, "oracle"}
+    for m in again:
         assert again[m]["exact_nll"] == by_model[m]["exact_nll"], m

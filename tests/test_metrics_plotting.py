@@ -48,11 +48,12 @@ def test_bhattacharyya_of_two_gaussians_matches_closed_form():
     exact = dm @ np.linalg.solve(c, dm) / 8 + 0.5 * np.log(
         np.linalg.det(c) / np.sqrt(np.linalg.det(c1) * np.linalg.det(c2))
     )
-    p = rng.multivariate_normal(m1, c1, size=20000)
-    q = rng.multivariate_normal(m2, c2, size=20000)
-    assert bhattacharyya_distance(p, q) == pytest.approx(exact, abs=0.01)
-    # the same distribution: the noise floor is near zero
-    assert bhattacharyya_distance(p, rng.multivariate_normal(m1, c1, size=20000)) < 0.005
+    # 4000 points per set: measured errors within 0.006 of the closed form (0.219) over 4 seeds
+    p = rng.multivariate_normal(m1, c1, size=4000)
+    q = rng.multivariate_normal(m2, c2, size=4000)
+    assert bhattacharyya_distance(p, q) == pytest.approx(exact, abs=0.012)
+    # the same distribution: the noise floor is near zero (measured 0.003-0.004)
+    assert bhattacharyya_distance(p, rng.multivariate_normal(m1, c1, size=4000)) < 0.007
 
 
 def test_metric_inputs_are_checked():

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 typst = pytest.importorskip("typst")
 
-import course_project  # noqa: E402
+import grid  # noqa: E402
 import report  # noqa: E402
 import studies  # noqa: E402
 import tables  # noqa: E402
@@ -94,7 +94,7 @@ def build_fixture(path: Path, seeds=(0,)) -> Path:
                         bound_name="DDPM bound (Ho et al.)",
                     )
                 sm = sample_metrics(samples[fam], holdout, reference, full=True)
-                rows.append(course_project._row(base, fam, lik, sm, 50, 0.2, 30.0, 200))
+                rows.append(grid.row_record(base, fam, lik, sm, 50, 0.2, 30.0, 200))
             samples["oracle"] = np.asarray(datasets.sample(name, k_fresh, N))
             lik = dict(
                 likelihood_kind="exact",
@@ -104,7 +104,7 @@ def build_fixture(path: Path, seeds=(0,)) -> Path:
                 log_prob_time_s=0.0,
             )
             sm = sample_metrics(samples["oracle"], holdout, reference, full=True)
-            rows.append(course_project._row(base, "oracle", lik, sm, 0, 0.0, 0.0, 0))
+            rows.append(grid.row_record(base, "oracle", lik, sm, 0, 0.0, 0.0, 0))
             report.write_cell_arrays(
                 path, name, seed, train=train, holdout=holdout, reference=reference, samples=samples
             )

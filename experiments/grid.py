@@ -1,0 +1,224 @@
+"""One comparison grid, shared by ``compare.py`` (every family) and ``course_project.py`` (any
+two): train or reuse each family on a (dataset, seed) cell, evaluate every table row through
+the model protocol only, and save what ``report.py`` reads.
+
+A *row* of the table names a trained *family* and, optionally, a sampler: ``compare.py``'s
+``diffusion_sde`` and ``diffusion_ode`` are one trained VP diffusion sampled two ways. The
+keys follow one rule, so a model scores the same in both scripts: the cell's data, sample
+and oracle keys come from the seed alone, and a family's training key from the seed and the
+family's position in ``factory.FAMILIES`` (never from which other families run).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+import pipeline
+from common import timed
+from evaluate import likelihood_metrics, sample_metrics
+from factory import FAMILIES
+
+import figures
+import flowlab
+from flowlab import datasets, plotting
+from flowlab.metrics import mean_and_se
+
+IWAE_K = 1000  # importance samples of the VAE's IWAE bound in the table's details
+DETAIL_KEYS = ("log_prob_steps", "holdout_neg_iwae", "holdout_neg_iwae_se", "iwae_k")
+# row name -> (trained family, sampler factory(settings) or None: the model's own sampler)
+RowSpec = Mapping[str, tuple[str, Callable[[dict], object] | None]]
+
+
+def family_rows(families) -> dict:
+    """The rows of a grid whose rows are its families, each with its own sampler."""
+    return {fam: (fam, None) for fam in families}
+
+
+def train_cell(
+    name: str,
+    seed: int,
+    budgets: Mapping[str, dict],
+    out: Path,
+    *,
+    script: str,
+    progress: bool = True,
+    fresh: bool = False,
+    log=print,
+):
+    """Train (or reuse from ``out/models/<name>/seed<seed>/<family>``) every family of
+    ``budgets`` on one cell. Returns ``(models, histories, call_seconds)``."""
+    run_args = argparse.Namespace(dataset=name, seed=seed)
+    train, holdout, keys, _ = pipeline.prepare(script, run_args, {})
+    models, hists, call_s = {}, {}, {}
+    for fam, hp in budgets.items():
+        _, _, _, hp = pipeline.prepare(fam, run_args, hp)
+        index = list(FAMILIES).index(fam)
+        fam_keys = dict(keys, train=jax.random.fold_in(keys["train"], index))
+        folder = out / "models" / name / f"seed{seed}" / fam
+        models[fam], hists[fam], call_s[fam] = pipeline.fit_or_load(
+            hp, train, holdout, fam_keys, folder, progress=progress, fresh=fresh
+        )
+        log(
+            f"[{script}] {name} seed {seed} {fam}: {hists[fam].step[-1]} steps, "
+            f"{hists[fam].wall_time[-1]:.1f} s training ({call_s[fam]:.1f} s this call)"
+        )
+    return models, hists, call_s
+
+
+def row_record(base: dict, model: str, lik: dict, sm: dict, nfe, sample_s, train_s, steps):
+    """One ``results.csv`` row (the schema of ``tables.py``)."""
+    kde = sm.get("kde_loglik")
+    row = dict(
+        base,
+        model=model,
+        likelihood_kind=lik["likelihood_kind"],
+        exact_nll=lik.get("holdout_nll"),
+        exact_nll_se=lik.get("holdout_nll_se"),
+        neg_bound=lik.get("holdout_neg_bound"),
+        neg_bound_se=lik.get("holdout_neg_bound_se"),
+        bound_name=lik.get("bound_name", ""),
+        kde_nll=None if kde is None else -kde["mean"],
+        kde_nll_se=None if kde is None else kde["se"],
+        bhattacharyya=sm.get("bhattacharyya"),
+        w2=sm.get("w2"),
+        energy=sm.get("energy_distance"),
+        mmd=sm.get("mmd"),
+        sample_nfe=nfe,
+        log_prob_nfe=lik.get("log_prob_nfe"),
+        train_time_s=train_s,
+        sample_time_s=sample_s,
+        log_prob_time_s=lik.get("log_prob_time_s"),
+        train_steps=steps,
+        sample_diagnostic=sm["sample_diagnostic"],
+    )
+    nll = row["exact_nll"]
+    row["kde_gap"] = None if nll is None or row["kde_nll"] is None else row["kde_nll"] - nll
+    row["kl_gap"] = None if nll is None else nll - base["true_entropy"]
+    return row
+
+
+def evaluate_cell(
+    name: str, seed: int, models: dict, histories: dict, settings: dict, rows: RowSpec
+):
+    """Rows, arrays and details of one (dataset, seed): every row of ``rows`` and the oracle
+    (fresh true samples scored exactly as model samples are). A family's likelihood is
+    computed once and shared by its rows."""
+    n = settings["n_samples"]
+    key = jax.random.key(seed)
+    k_data, _, _, k_sample, k_oracle = jax.random.split(key, 5)
+    k_ref, k_fresh = jax.random.split(k_oracle)
+    train, holdout = datasets.split(name, k_data)
+    holdout_np = np.asarray(holdout)
+    reference = np.asarray(datasets.sample(name, k_ref, n))
+    base = dict(
+        dataset=name,
+        seed=seed,
+        true_entropy=datasets.entropy(name),
+        n_train=int(train.shape[0]),
+        n_holdout=int(holdout.shape[0]),
+        n_samples=n,
+    )
+    records, samples, details, lik_cache = [], {}, {}, {}
+    for row_name, (fam, make_sampler) in rows.items():
+        model, hist = models[fam], histories[fam]
+        if fam not in lik_cache:
+            lik = likelihood_metrics(model, holdout, key=jax.random.fold_in(key, 7))
+            lik.pop("_log_prob", None)
+            if hasattr(model, "iwae"):  # the VAE: its importance-weighted bound too
+                k = settings.get("iwae_k", IWAE_K)
+                iw = model.iwae(holdout, key=jax.random.fold_in(key, 11), k=k)
+                mean, se = mean_and_se(-np.asarray(iw, np.float64))
+                lik.update(holdout_neg_iwae=mean, holdout_neg_iwae_se=se, iwae_k=k)
+            lik_cache[fam] = lik
+        lik = lik_cache[fam]
+        sampler = None if make_sampler is None else make_sampler(settings)
+        kwargs = {} if sampler is None else {"sampler": sampler}
+        (x, stats), t_s = timed(model.sample_with_stats, k_sample, n, repeats=1, **kwargs)
+        x = np.asarray(x)
+        samples[row_name] = x
+        sm = sample_metrics(x, holdout_np, reference, full=True)
+        records.append(
+            row_record(
+                base, row_name, lik, sm, int(stats.nfe), t_s, hist.wall_time[-1], hist.step[-1]
+            )
+        )
+        details[row_name] = dict(
+            sample_diagnostic=sm["sample_diagnostic"],
+            **{k: v for k, v in lik.items() if k.endswith("estimator") or k in DETAIL_KEYS},
+            sampler=repr(sampler) if sampler is not None else f"{type(model).__name__} default",
+            kde_bandwidth_factor=None
+            if sm.get("kde_loglik") is None
+            else sm["kde_loglik"]["bandwidth_factor"],
+        )
+    fresh = np.asarray(datasets.sample(name, k_fresh, n))
+    samples["oracle"] = fresh
+    true_lp = datasets.log_prob(name, holdout_np)
+    oracle_lik = dict(
+        likelihood_kind="exact",
+        holdout_nll=float(-np.mean(true_lp)),
+        holdout_nll_se=float(np.std(true_lp, ddof=1) / np.sqrt(true_lp.size)),
+        log_prob_nfe=0,
+        log_prob_time_s=0.0,
+    )
+    sm = sample_metrics(fresh, holdout_np, reference, full=True)
+    records.append(row_record(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
+    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"])
+    arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference, samples=samples)
+    return records, arrays, details
+
+
+def chunked_log_prob(model, points, chunk: int) -> np.ndarray:
+    """``model.log_prob`` in chunks of ``chunk`` points (the last one padded), so that the
+    function compiled for the hold-out set's shape is reused instead of recompiled."""
+    points = np.asarray(points)
+    out = []
+    for i in range(0, len(points), chunk):
+        c = points[i : i + chunk]
+        k = len(c)
+        if k < chunk:
+            c = np.concatenate([c, np.repeat(c[-1:], chunk - k, axis=0)])
+        out.append(np.asarray(model.log_prob(c))[:k])
+    return np.concatenate(out)
+
+
+def density_grids(name: str, models: dict, train, n_grid: int, chunk: int):
+    """Log-densities of the exact-likelihood families and of the data on one grid:
+    ``(xs, ys, {family or "true": values})``."""
+    lo, hi = figures.limits(train)
+    xs, ys, pts = plotting.grid(lo, hi, n_grid)
+    grids = {
+        fam: chunked_log_prob(m, pts, chunk)
+        for fam, m in models.items()
+        if flowlab.likelihood_kind(m) == "exact"
+    }
+    grids["true"] = datasets.log_prob(name, pts)
+    return xs, ys, grids
+
+
+def line(r: dict) -> str:
+    """One row, printed as a cell finishes."""
+
+    def f(v, spec):
+        return "   n/a" if v is None else format(v, spec)
+
+    return (
+        f"{r['model']:<14} {r['likelihood_kind']:<5}  NLL {f(r['exact_nll'], '+.3f')}  "
+        f"-bound {f(r['neg_bound'], '+.3f')}  KDE {f(r['kde_nll'], '+.3f')}  "
+        f"KL gap {f(r['kl_gap'], '+.3f')}  BD {f(r['bhattacharyya'], '.4f')}  "
+        f"energy {f(r['energy'], '.4f')}  NFE {r['sample_nfe']}  {r['sample_diagnostic'][:40]}"
+    )
+
+
+def study_model(models_by_dataset: dict):
+    """The trained score the sampler study uses: the grid's own VP diffusion (or DDPM) on
+    the Gaussian mixture, if the run has one; otherwise ``(None, "")`` (studies.py trains
+    one)."""
+    trained = models_by_dataset.get("gaussian_mixture", {})
+    for fam in ("diffusion", "ddpm"):
+        if fam in trained:
+            return trained[fam], f"this run's {FAMILIES[fam].label} on gaussian_mixture (seed 0)"
+    return None, ""
