@@ -126,7 +126,9 @@ def evaluate_cell(
     for row_name, (fam, make_sampler) in rows.items():
         model, hist = models[fam], histories[fam]
         if fam not in lik_cache:
-            lik = likelihood_metrics(model, holdout, key=jax.random.fold_in(key, 7))
+            lik = likelihood_metrics(
+                model, holdout, key=jax.random.fold_in(key, 7), timing_repeats=1
+            )
             lik.pop("_log_prob", None)
             if hasattr(model, "iwae"):  # the VAE: its importance-weighted bound too
                 k = settings.get("iwae_k", IWAE_K)
