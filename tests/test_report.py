@@ -597,6 +597,46 @@ def test_text_says_where_kde_and_exact_disagree(tmp_path):
         f"{a} is better by exact NLL, Bhattacharyya distance and W2; {b} is better by KDE NLL, "
         "while the models tie by energy distance" in text
     )
+    # the Markdown digest names the misranked pair with both differences
+    md = "\n".join(report.likelihood_markdown(res))
+    assert "## Where the KDE misranks models" in md
+    assert f"{a} beats {b} by 0.200 nats of exact NLL, but the KDE puts it 0.200 behind" in md
+    assert "| oracle (true samples) | 0.950 |" in md  # the KDE's own bias: 0.85 - (-0.10)
+
+
+def test_markdown_sets_every_bound_beside_the_exact_nll(tmp_path):
+    """A model with an exact NLL and bounds (the VAE): ELBO and IWAE gaps to the exact NLL."""
+    base = dict(dataset="pinwheel", seed=0, true_entropy=-0.092, n_train=2000, n_holdout=500,
+                n_samples=2000, likelihood_kind="exact", model="vae", kde_nll=0.9,
+                kde_nll_se=0.02)  # fmt: skip
+    rows = [
+        dict(
+            base,
+            exact_nll=0.30,
+            exact_nll_se=0.04,
+            neg_bound=0.55,
+            neg_bound_se=0.05,
+            bound_name="ELBO",
+        ),  # fmt: skip
+        dict(base, model="oracle", exact_nll=-0.1, exact_nll_se=0.01),
+    ]
+    tables.write_csv(tmp_path / "results.csv", rows)
+    (tmp_path / "details.json").write_text(
+        json.dumps(
+            {
+                "pinwheel/seed0/vae": {
+                    "holdout_neg_iwae": 0.31,
+                    "holdout_neg_iwae_se": 0.04,
+                    "iwae_k": 1000,
+                }
+            }
+        )  # fmt: skip
+    )
+    md = "\n".join(report.likelihood_markdown(report.load(tmp_path)))
+    assert "IWAE, K = 1000" in md
+    assert "| pinwheel | 0.300 ± 0.040 | 0.550 ± 0.050 | +0.250 | 0.310 ± 0.040 | +0.010 |" in md
+    text = report.plain_text(" ".join(report.quantitative_text(report.load(tmp_path))))
+    assert "closes it to 0.010" in text
 
 
 def test_typst_escaping_round_trips():
