@@ -200,7 +200,7 @@ def main(argv=None) -> list[dict]:
         labels={k: LABELS.get(k, k) for k in [*families, *args.models, "oracle"]},
         loss_labels={fam: FAMILIES[fam].loss_label for fam in families},
         seeds=list(range(args.seeds)),
-        budgets={f: budgets[f] for f in families},
+        budgets=hps,  # every hyperparameter: the family defaults and this mode's budget
         budget_source={f: f"compare.py's {args.mode} budget" for f in families},
         evaluation=dict(settings, evals_per_run=EVALS_PER_RUN, kde_bandwidth="scott",
                         reference="fresh true samples (n_samples)"),

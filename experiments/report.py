@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -54,6 +55,7 @@ import flowlab  # noqa: E402
 from flowlab import atomic_write_bytes, atomic_write_text, datasets, plotting  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "report_template"
+COMPACT_AFTER = 3  # table rows beyond which the text summarises instead of listing
 TEXT_WIDTH_IN = 6.5  # US Letter minus two 1-inch margins
 FIG_DPI = 220
 MAIN_TEXT_PAGE_LIMIT = 6
@@ -185,6 +187,12 @@ class Results:
         from factory import FAMILIES
 
         return FAMILIES[family].loss_label if family in FAMILIES else "training loss"
+
+    @property
+    def compact(self) -> bool:
+        """More table rows than the text can name one by one (the full comparison): the
+        text then names winners and exceptions, and leaves per-model numbers to the tables."""
+        return len(self.models) > COMPACT_AFTER
 
     @property
     def families(self) -> list[str]:
@@ -471,6 +479,11 @@ def training_text(res: Results) -> list[str]:
     """One sentence per family on its training curves, and a verdict."""
     sentences, flat, overfit = [], [], []
     runs = []
+    if res.compact:
+        sentences.append(
+            "Every run's losses and hold-out likelihood against steps are in the appendix "
+            "figures, one per dataset."
+        )
     for fam in res.families:
         ass = {}
         for name in res.datasets:
@@ -495,7 +508,8 @@ def training_text(res: Results) -> list[str]:
             pairs = [(n, ass[n][metric]) for n in names if metric in ass[n]]
             if pairs:
                 s += f"; {words} " + join([f"{num(a)} → {num(b)}" for _, (a, b) in pairs]) + " nats"
-        sentences.append(s + ".")
+        if not res.compact:
+            sentences.append(s + ".")
         flat += [(fam, n) for n in names if not ass[n]["decreased"]]
         overfit += [(fam, n, ass[n]) for n in names if ass[n]["overfits"]]
     if runs:
@@ -728,11 +742,24 @@ def qualitative_text(res: Results, checks: dict) -> list[str]:
                 )
             s += "; ".join(parts) + "."
         elif len(models) >= 2:
-            ed = ", ".join(f"{sci(res.stat(name, m, 'energy')[0])}" for m in models)
+            vals = {m: res.stat(name, m, "energy")[0] for m in models}
+            vals = {m: v for m, v in vals.items() if math.isfinite(v)}
+            best = min(vals, key=vals.get)
+            tied = [m for m in vals if vals[m] - vals[best] <= 3 * noise]
+            far = sorted((m for m in vals if m not in tied), key=vals.get)
             s += (
-                f"the sample metrics do not separate the models: their energy distances ({ed}) "
-                f"are within the noise of two true sample sets (RMS {sci(noise)}), and their "
-                "Bhattacharyya distances differ by less than the oracle's own."
+                "the sample metrics do not single out one model: by energy distance "
+                + join([f"{res.label(m)} ({sci(vals[m])})" for m in tied])
+                + f" are within three times the noise of two true sample sets (RMS "
+                f"{sci(noise)}) of each other"
+                + (
+                    ", while "
+                    + join([f"{res.label(m)} ({sci(vals[m])})" for m in far])
+                    + f" {'is' if len(far) == 1 else 'are'} clearly further from the data"
+                    if far
+                    else ""
+                )
+                + "."
             )
         else:
             ed = sci(res.stat(name, models[0], "energy")[0])
@@ -802,7 +829,7 @@ def quantitative_text(res: Results) -> list[str]:
                 + "."
             )
         exact = [m for m in res.models if math.isfinite(res.stat(name, m, "exact_nll")[0])]
-        for m in exact:
+        for m in [] if res.compact else exact:  # compact: the table's KL-gap column says it
             kl = res.stat(name, m, "kl_gap")[0]
             if math.isfinite(kl):
                 s += (
@@ -817,9 +844,14 @@ def quantitative_text(res: Results) -> list[str]:
             bname = (r.get("bound_name") or "its bound").split(" (")[0]
             e = res.stat(name, m, "exact_nll")
             if math.isfinite(e[0]):
+                gap = nb[0] - e[0]
                 s += (
-                    f" {res.label(m)}'s −{bname} is {pm(*nb)} nats, {num(nb[0] - e[0])} above "
+                    f" {res.label(m)}'s −{bname} is {pm(*nb)} nats, {num(gap)} above "
                     "its exact NLL (the gap of the bound)"
+                    if gap >= 0
+                    else f" {res.label(m)}'s −{bname} is {pm(*nb)} nats, {num(-gap)} below its "
+                    "exact NLL, which a bound cannot be in expectation: the Monte Carlo noise of "
+                    "the one-draw estimate, around a gap near zero"
                 )
                 iw = res.detail_stat(name, m, "holdout_neg_iwae")
                 if math.isfinite(iw[0]):
@@ -863,14 +895,18 @@ def kde_vs_exact_text(res: Results) -> str:
             s += ", and for the models the KDE NLL exceeds the exact NLL by " + join(
                 [f"{num(kde[m][0] - exact[m])} ({res.label(m)})" for m in both]
             )
+        if both and res.compact:  # the per-model gaps are in the tables
+            s = s.split(", and for the models")[0]
         if len(both) >= 2:
             r_exact = sorted(both, key=lambda m: exact[m])
             r_kde = sorted(both, key=lambda m: kde[m][0])
-            if r_exact != r_kde:
+            if r_exact[0] != r_kde[0]:
                 s += (
-                    f"; they disagree on the ranking: the exact NLL prefers "
+                    f"; they disagree on the best model: the exact NLL prefers "
                     f"{res.label(r_exact[0])}, the KDE {res.label(r_kde[0])}"
                 )
+            elif r_exact != r_kde:
+                s += f"; both put {res.label(r_exact[0])} first but order the others differently"
             else:
                 s += "; both rank the models the same way"
         below = [
@@ -1279,7 +1315,8 @@ def figure_training(res: Results, path: Path, names=None, *, with_metric: bool =
 def _short_loss(label: str) -> str:
     """An axis label from a loss description: the part before any parenthesis."""
     short = label.split(" (")[0]
-    return short if len(short) <= 24 else short[:23] + "…"
+    lines = textwrap.wrap(short, 16)  # at most two lines: the panels are small
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
 
 
 def figure_overlays(res: Results, path: Path, names=None, *, oracle: bool = True):
@@ -1618,7 +1655,10 @@ def hyperparameter_table(res: Results) -> Table:
         hp = res.hp(fam)
         if not hp:
             continue
-        other = ", ".join(f"{k} = {v}" for k, v in hp.items() if k not in std_keys)
+        extra = [f"{k} = {v}" for k, v in hp.items() if k not in std_keys]
+        other = ", ".join(extra[:3]) + (
+            f", … (+{len(extra) - 3}, appendix)" if len(extra) > 3 else ""
+        )
         times = [
             r["train_time_s"]
             for r in res.rows
@@ -1821,9 +1861,18 @@ def headline(res: Results) -> str:
             e = res.stat(name, m, "exact_nll")
             b = res.stat(name, m, "neg_bound")
             if math.isfinite(e[0]):
-                bits.append(f"{res.label(m)} NLL {pm(*e)}")
+                bits.append((e[0], f"{res.label(m)} NLL {pm(*e)}"))
             elif math.isfinite(b[0]):
-                bits.append(f"{res.label(m)} −bound {pm(*b)}")
+                bits.append((math.inf, f"{res.label(m)} −bound {pm(*b)}"))
+        if res.compact:  # the lowest exact NLL and the second, for each dataset
+            ranked = sorted((v, t) for v, t in bits if math.isfinite(v))
+            bits = [t for _, t in ranked[:2]]
+            if bits:
+                bits[0] = "best " + bits[0]
+                if len(bits) > 1:
+                    bits[1] = "next " + bits[1]
+        else:
+            bits = [t for _, t in bits]
         s = f"on {name} (true entropy {num(h)} nats) " + join(bits)
         if "energy" in w:
             best, _, _, _, decisive = w["energy"]
@@ -2023,6 +2072,7 @@ def body(res: Results, build: Path) -> tuple[str, dict]:
         typst_table(
             hp_tab,
             label="tab:hp",
+            float_=True,
             caption="Hyperparameters of the runs shown (the best found; see the appendix for "
             "what else was tried and every setting). Adam with linear warm-up, cosine decay to "
             "1% and global-norm clipping at 1; MLP = width × depth. Train time: wall-clock "
