@@ -37,7 +37,7 @@ from flowlab import plotting
 from flowlab.samplers import get_sampler
 from flowlab.sde import SDES
 
-SMOKE_STEPS = {"em": (5, 20), "pc": (5, 20), "ddpm": (5, 20), "ddim": (5, 20)}
+SMOKE_STEPS = {"em": (5,), "pc": (5,), "ddpm": (5,), "ddim": (10,)}
 SAMPLER_STEPS = {"em": (100, 1000), "pc": (100, 1000), "ddpm": (100, 1000), "ddim": (50, 1000)}
 STOCHASTIC = ("em", "pc", "ddpm", "ddim")
 TITLES = {"em": "Euler-Maruyama", "pc": "predictor-corrector", "ddpm": "ancestral (DDPM)"}

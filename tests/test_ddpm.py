@@ -39,6 +39,7 @@ def _data(n=1000, seed=0):
     return jnp.asarray(LOC + SCALE * z, jnp.float32), z
 
 
+@pytest.mark.slow  # 25 s; test_a_worse_noise_predictor_has_a_worse_bound stays in the fast set
 def test_bound_is_below_the_exact_log_likelihood_of_gaussian_data():
     model = _model()
     assert likelihood_kind(model) == "bound" and "variational bound" in model.bound_name
