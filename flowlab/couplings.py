@@ -32,22 +32,22 @@ batch, $\varepsilon_{\rm abs} = \varepsilon \cdot \operatorname{mean}_{ij} C_{ij
 **Solvers, and why.** Every coupling runs under ``jax.jit``, ``vmap`` and inside the
 ``lax.scan`` that fuses training steps; nothing is differentiated through (costs are under
 ``stop_gradient``). Measured by ``benchmarks/couplings.py`` (results in
-``benchmarks/couplings_results.json``) on this project's 2-core CPU *while other jobs ran*
-(load average 7–13, so wall times were 1–4x inflated; the figures are medians of process
-CPU time per step inside a ``lax.scan``, d = 2, noise against eight Gaussians):
+``benchmarks/couplings_results.json``) on this project's 2-core CPU, quiet (load average
+under 1.5): medians of wall time per step inside a ``lax.scan``, d = 2, noise against eight
+Gaussians. The OTT-JAX row was measured earlier with other jobs running (process CPU time,
+1-4x inflated) and is kept for the comparison:
 
 =====================================  ======  ======  ======  ======
 ms per step, batch                         64     256     512    1024
 =====================================  ======  ======  ======  ======
-``ExactOT``                              0.95     5.8      21      80
-scipy on the raw cost (no warm start)     1.1      12      85     675
-``Sinkhorn(epsilon=0.05)``               0.14     3.2     9.6      40
-``Sinkhorn(epsilon=0.01)`` (default)     0.31     4.8      21      65
-the same, not annealed                   0.35     6.8      21      91
-OTT-JAX 0.6.0 Sinkhorn, epsilon 0.05      1.0      15      40     166
+``ExactOT``                              0.60    2.69    12.2    44.6
+scipy on the raw cost (no warm start)    0.45    9.31    54.4     443
+``Sinkhorn(epsilon=0.05)``               0.09    1.32    4.58    15.4
+``Sinkhorn(epsilon=0.01)`` (default)     0.19    1.99    6.92    21.2
+the same, not annealed                   0.24    3.12    13.2    28.0
 OTT-JAX 0.6.0 Sinkhorn, epsilon 0.01      3.9      65     162     575
-pure-JAX auction (per call)               8.3     450       –       –
-pure-JAX auction, Sinkhorn warm start     1.4     275       –       –
+pure-JAX auction (per call)               6.1     362       –       –
+pure-JAX auction, Sinkhorn warm start    0.40      95       –       –
 =====================================  ======  ======  ======  ======
 
 - *Entropic plan*: a hand-written Sinkhorn in JAX in the scaling form, each iteration two
