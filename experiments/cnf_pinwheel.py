@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 import pipeline
-from common import ROOT, base_parser, check_dataset
+from common import apply_flags, base_parser, check_dataset, default_out
 from factory import FAMILIES, SMOKE
 
 import figures
@@ -41,14 +41,9 @@ def parse_args(argv=None):
     hp = dict(FAMILIES[OBJECTIVES[args.objective]].defaults)
     if args.smoke:
         hp.update(SMOKE)
-    for name in ("steps", "width", "depth", "batch_size", "lr", "eval_every"):
-        if getattr(args, name) is not None:
-            hp[name] = getattr(args, name)
+    apply_flags(hp, args, ("steps", "width", "depth", "batch_size", "lr", "eval_every"))
     hp["objective"] = args.objective
-    if args.out is None:
-        args.out = ROOT / "results" / f"cnf_{args.dataset}_{args.objective}"
-        if args.smoke:
-            args.out = args.out.with_name(args.out.name + "_smoke")
+    default_out(args, f"cnf_{args.dataset}_{args.objective}")
     return args, hp
 
 

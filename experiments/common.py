@@ -73,6 +73,20 @@ def check_dataset(parser: argparse.ArgumentParser, name: str) -> None:
         )
 
 
+def apply_flags(hp: dict, args: argparse.Namespace, names) -> dict:
+    """Override ``hp[name]`` with every flag of ``names`` the user gave (not ``None``)."""
+    for name in names:
+        if getattr(args, name) is not None:
+            hp[name] = getattr(args, name)
+    return hp
+
+
+def default_out(args: argparse.Namespace, name: str) -> None:
+    """Fill in ``--out`` when not given: ``results/<name>``, or ``results/<name>_smoke``."""
+    if args.out is None:
+        args.out = ROOT / "results" / (f"{name}_smoke" if args.smoke else name)
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
 

@@ -25,7 +25,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import pipeline
-from common import ROOT, base_parser, check_dataset
+from common import ROOT, apply_flags, base_parser, check_dataset, default_out
 from evaluate import sample_metrics
 from factory import FAMILIES, SMOKE
 
@@ -45,13 +45,8 @@ def parse_args(argv=None):
     hp = dict(FAMILIES["ddpm"].defaults)
     if args.smoke:
         hp.update(SMOKE)
-    for name in ("num_diffusion_steps", "width", "depth", "lr"):
-        if getattr(args, name) is not None:
-            hp[name] = getattr(args, name)
-    if args.out is None:
-        args.out = ROOT / "results" / f"ddpm_{args.dataset}"
-        if args.smoke:
-            args.out = args.out.with_name(args.out.name + "_smoke")
+    apply_flags(hp, args, ("num_diffusion_steps", "width", "depth", "lr"))
+    default_out(args, f"ddpm_{args.dataset}")
     return args, hp
 
 

@@ -28,7 +28,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import pipeline
-from common import ROOT, base_parser, check_dataset
+from common import apply_flags, base_parser, check_dataset, default_out
 from evaluate import sample_metrics
 from factory import FAMILIES, SMOKE
 
@@ -63,14 +63,9 @@ def parse_args(argv=None):
     hp = dict(FAMILIES["diffusion"].defaults)
     if args.smoke:
         hp.update(SMOKE)
-    for name in ("steps", "width", "depth", "batch_size", "lr", "eval_every"):
-        if getattr(args, name) is not None:
-            hp[name] = getattr(args, name)
+    apply_flags(hp, args, ("steps", "width", "depth", "batch_size", "lr", "eval_every"))
     hp.update(sde=args.sde, objective="dsm")
-    if args.out is None:
-        args.out = ROOT / "results" / f"diffusion_{args.dataset}_{args.sde}"
-        if args.smoke:
-            args.out = args.out.with_name(args.out.name + "_smoke")
+    default_out(args, f"diffusion_{args.dataset}_{args.sde}")
     return args, hp
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 import pipeline
-from common import ROOT, base_parser, check_dataset
+from common import apply_flags, base_parser, check_dataset, default_out
 from factory import FAMILIES, SMOKE
 
 import figures
@@ -36,14 +36,9 @@ def parse_args(argv=None):
     if args.smoke:
         hp.update(SMOKE)
         args.langevin_steps = min(args.langevin_steps, 50)
-    for name in ("sigma", "k", "steps"):
-        if getattr(args, name) is not None:
-            hp[name] = getattr(args, name)
+    apply_flags(hp, args, ("sigma", "k", "steps"))
     hp["langevin_steps"] = args.langevin_steps
-    if args.out is None:
-        args.out = ROOT / "results" / f"dsm_{args.dataset}"
-        if args.smoke:
-            args.out = args.out.with_name(args.out.name + "_smoke")
+    default_out(args, f"dsm_{args.dataset}")
     return args, hp
 
 

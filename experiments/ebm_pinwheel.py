@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pipeline
 import seaborn as sns
-from common import ROOT, base_parser, check_dataset, machine, timed
+from common import base_parser, check_dataset, default_out, machine, timed
 from evaluate import likelihood_metrics, noise_floor, reference_metrics, sample_metrics
 from factory import standardize_from
 
@@ -138,10 +138,7 @@ def parse_args(argv=None):
                 )
             hp[name] = value
     hp["objective"] = args.objective
-    if args.out is None:
-        args.out = ROOT / "results" / f"ebm_{args.dataset}_{args.objective}"
-        if args.smoke:
-            args.out = args.out.with_name(args.out.name + "_smoke")
+    default_out(args, f"ebm_{args.dataset}_{args.objective}")
     return args, hp
 
 

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pipeline
 import seaborn as sns
-from common import ROOT, base_parser, check_dataset, machine, timed
+from common import apply_flags, base_parser, check_dataset, default_out, machine, timed
 from evaluate import likelihood_metrics, reference_metrics, sample_metrics
 from factory import FAMILIES, SMOKE, build_optimizer
 from factory import build_model as build_model  # flowlab.load_model(path, build_model)
@@ -64,23 +64,22 @@ def parse_args(argv=None):
     hp = dict(DEFAULTS)
     if args.smoke:
         hp.update(SMOKE)
-    for name in (
-        "steps",
-        "latent_size",
-        "width",
-        "depth",
-        "batch_size",
-        "generator_lr",
-        "discriminator_lr",
-        "r1",
-        "eval_every",
-    ):
-        if getattr(args, name) is not None:
-            hp[name] = getattr(args, name)
-    if args.out is None:
-        args.out = ROOT / "results" / f"gan_{args.dataset}"
-        if args.smoke:
-            args.out = args.out.with_name(args.out.name + "_smoke")
+    apply_flags(
+        hp,
+        args,
+        (
+            "steps",
+            "latent_size",
+            "width",
+            "depth",
+            "batch_size",
+            "generator_lr",
+            "discriminator_lr",
+            "r1",
+            "eval_every",
+        ),
+    )
+    default_out(args, f"gan_{args.dataset}")
     return args, hp
 
 

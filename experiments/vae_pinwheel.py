@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pipeline
 import seaborn as sns
-from common import ROOT, base_parser, check_dataset, machine
+from common import apply_flags, base_parser, check_dataset, default_out, machine
 from evaluate import reference_metrics, sample_metrics
 
 import figures
@@ -114,25 +114,24 @@ def parse_args(argv=None):
     hp = dict(DEFAULTS)
     if args.smoke:
         hp.update(SMOKE)
-    for name in (
-        "steps",
-        "latent_size",
-        "variance",
-        "decoder_std",
-        "min_std",
-        "width",
-        "depth",
-        "batch_size",
-        "lr",
-        "eval_every",
-        "quadrature_size",
-    ):
-        if getattr(args, name) is not None:
-            hp[name] = getattr(args, name)
-    if args.out is None:
-        args.out = ROOT / "results" / f"vae_{args.dataset}"
-        if args.smoke:
-            args.out = args.out.with_name(args.out.name + "_smoke")
+    apply_flags(
+        hp,
+        args,
+        (
+            "steps",
+            "latent_size",
+            "variance",
+            "decoder_std",
+            "min_std",
+            "width",
+            "depth",
+            "batch_size",
+            "lr",
+            "eval_every",
+            "quadrature_size",
+        ),
+    )
+    default_out(args, f"vae_{args.dataset}")
     return args, hp
 
 
@@ -311,13 +310,14 @@ def main(argv=None) -> dict:
         "reparameterised draws per point, KL in closed form",
         "holdout_reconstruction": float(-np.mean(np.asarray(terms["reconstruction"]))),
         "holdout_kl": float(np.mean(np.asarray(terms["kl"]))),
-        "holdout_neg_iwae": neg_iwae,
-        "holdout_neg_iwae_se": neg_iwae_se,
+        # keys as strings, as metrics.json has them, so main()'s return value reads the same
+        "holdout_neg_iwae": {str(k): v for k, v in neg_iwae.items()},
+        "holdout_neg_iwae_se": {str(k): v for k, v in neg_iwae_se.items()},
         "bounds_ordered": bool(ordered),
         "bounds_ordered_note": f"-ELBO >= -IWAE({k_max}) >= exact NLL, within 3 SE and the "
         "quadrature error",
-        "holdout_exact_minus_iwae": {k: v[0] for k, v in gap_exact.items()} or None,
-        "holdout_exact_minus_iwae_se": {k: v[1] for k, v in gap_exact.items()} or None,
+        "holdout_exact_minus_iwae": {str(k): v[0] for k, v in gap_exact.items()} or None,
+        "holdout_exact_minus_iwae_se": {str(k): v[1] for k, v in gap_exact.items()} or None,
         "holdout_exact_minus_iwae_note": "mean over hold-out points of log p(x) - IWAE_K(x) "
         "(>= 0 in expectation), paired standard error",
         f"holdout_iwae{k_max}_minus_elbo": gap_elbo[0],
