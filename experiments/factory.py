@@ -170,13 +170,16 @@ FAMILIES: dict[str, Family] = {
     "cnf_fm": Family(
         "cnf_fm",
         "CNF (flow matching)",
-        # chosen for time to quality (issue 13), measured on pinwheel (seed 0, quiet 2-core
-        # CPU): the old 256x4 field, 20,000 steps at lr 2e-3 reached a gap of 0.141 nats to
-        # the true entropy in 156 s of training; this 128x4 field at lr 5e-3 reaches 0.168
-        # in 8000 steps (27 s) and 0.144 in 12,000 (40 s; the whole job 70 s)
+        # chosen for time to quality (issue 13) on all four course datasets, seed 0, quiet
+        # 2-core CPU (benchmarks/fm_defaults.py; table in benchmarks/README.md): this 64x4
+        # field, batch 1024, 24,000 steps at lr 5e-3 ends 0.138 / 0.131 / 0.049 / -0.016 nats
+        # above the true entropy on pinwheel / checkerboard / mixture / spiral after 33-36 s
+        # of training, reaches a gap of 0.30 in 6-9 s, and its exact log_prob of 500 points
+        # takes 75-113 ms; the earlier 128x4 field (12,000 steps) ended 0.151 / 0.147 /
+        # 0.045 / -0.020 in 31-36 s, with 0.28-0.34 s log_prob
         dict(
-            steps=12_000,
-            width=128,
+            steps=24_000,
+            width=64,
             depth=4,
             batch_size=1024,
             lr=5e-3,
@@ -200,12 +203,17 @@ FAMILIES: dict[str, Family] = {
     "diffusion": Family(
         "diffusion",
         "VP diffusion (DSM)",
+        # chosen for time to quality and likelihood cost (issue 13; benchmarks/defaults.py,
+        # pinwheel, seed 0, quiet 2-core CPU): this 64x4 network, 24,000 steps at lr 5e-3
+        # ends 0.179 nats above the true entropy (exact PF-ODE NLL) after 37 s of training,
+        # with a 91 ms log_prob of 500 points; the earlier 256x4, 20,000 steps at lr 2e-3,
+        # ended at 0.181 after 172 s, with 0.71 s
         dict(
-            steps=20_000,
-            width=256,
+            steps=24_000,
+            width=64,
             depth=4,
             batch_size=1024,
-            lr=2e-3,
+            lr=5e-3,
             ema_decay=0.999,
             eval_every=2000,
             sde="vp",
