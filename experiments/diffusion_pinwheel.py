@@ -6,7 +6,7 @@
     python experiments/diffusion_pinwheel.py --smoke            # a few seconds, for CI
 
 The noise-prediction network is trained by denoising score matching; the reported density
-is the exact probability-flow ODE likelihood (adaptive Tsit5, exact Jacobian trace). Every
+is the exact probability-flow ODE likelihood (adaptive Dopri5, exact Jacobian trace). Every
 sampler draws the same number of samples: the PF-ODE (adaptive), Euler-Maruyama and
 predictor-corrector at 100 and 1000 steps, ancestral DDPM at 100 and 1000 steps, and DDIM
 (eta = 0) at 50 and 1000 steps.

@@ -2216,7 +2216,7 @@ def appendix(res: Results, figs: dict, build: Path) -> list[str]:
         }
     )
     para(
-        "Solvers. Exact likelihoods of ODE models: adaptive Tsit5 with a PID controller, "
+        "Solvers. Exact likelihoods of ODE models: adaptive Dopri5 with a PID controller, "
         "rtol = atol = 10⁻⁵, the exact Jacobian trace, each example's error controlled "
         "separately; samples of ODE models: the same solver; the NFE columns count network "
         "evaluations (the adaptive solver's, or one per step of a fixed-step sampler). "
@@ -2308,7 +2308,7 @@ def appendix(res: Results, figs: dict, build: Path) -> list[str]:
                     label="fig:samplers",
                     width_in=TEXT_WIDTH_IN,
                     caption="DDPM (ancestral), DDIM (η = 0), the reverse SDE (Euler–Maruyama) and "
-                    "the probability-flow ODE (fixed-step Euler; adaptive Tsit5 at several "
+                    "the probability-flow ODE (fixed-step Euler; adaptive Dopri5 at several "
                     "tolerances) on a VP diffusion. (a) One Gaussian component of the course "
                     "mixture as target, exact score: closed-form KL. (b, c) The mixture: energy "
                     "distance of the samples to fresh true samples with the exact and the trained "

@@ -311,7 +311,7 @@ SAMPLER_LABELS = {
     "ddim": "DDIM (η = 0)",
     "sde": "reverse SDE (Euler–Maruyama)",
     "ode_euler": "PF-ODE (Euler)",
-    "ode_adaptive": "PF-ODE (adaptive Tsit5)",
+    "ode_adaptive": "PF-ODE (adaptive Dopri5)",
 }
 
 

@@ -24,7 +24,7 @@ class CNF(AbstractFlow):
     :class:`~flowlab.Standardize`); every density is reported in the data's own coordinates:
     $$\log p(x) = \log N(z_0; 0, I) + \int_1^0 \nabla\cdot f(t, z_t)\,dt - \sum_i \log s_i,$$
     with $z_1 = (x - \mu)/s$ integrated backwards to $z_0$. The divergence is the exact
-    Jacobian trace and the solve adaptive (Tsit5, PID, ``rtol = atol = 1e-5`` by default).
+    Jacobian trace and the solve adaptive (Dopri5, PID, ``rtol = atol = 1e-5`` by default).
     Sampling integrates forwards. Trained: ``vector_field``.
 
     Arguments:

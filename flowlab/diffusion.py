@@ -67,7 +67,7 @@ class Diffusion(AbstractFlow, AbstractGaussianDiffusion):
     and ``t_data = eps``:
     $$\log p(x) = \log p_1(z_1) + \int_\epsilon^1 \nabla\cdot \tilde f(t, z_t)\,dt
       - \sum_i \log s_i, \qquad z_\epsilon = (x - \mu)/s,$$
-    integrated adaptively (Tsit5, PID, ``rtol = atol = 1e-5`` by default) with the exact
+    integrated adaptively (Dopri5, PID, ``rtol = atol = 1e-5`` by default) with the exact
     Jacobian trace. ``sample`` solves the same ODE; pass ``sampler=`` (e.g.
     :class:`~flowlab.samplers.EulerMaruyama`, :class:`~flowlab.samplers.DDIM`) for the
     others. Trained: ``network`` (never the SDE or the standardisation).

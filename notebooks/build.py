@@ -61,7 +61,7 @@ print(f"flowlab {flowlab.__version__}, jax {jax.__version__}, {STEPS} training s
 
 2000 training and 500 hold-out points from independent keys; each model works in
 standardised coordinates and reports densities in the data's own. Both likelihoods below are
-exact: adaptive Tsit5 on the augmented ODE with the exact Jacobian trace.""",
+exact: adaptive Dopri5 on the augmented ODE with the exact Jacobian trace.""",
     ),
     (
         "code",

@@ -39,7 +39,7 @@ def test_linear_field_log_prob_matches_closed_form(a):
     lp, stats = cnf.log_prob_with_stats(x)
     np.testing.assert_allclose(lp, linear_flow_logpdf(x, a), atol=LOGPROB_ATOL, rtol=0)
     assert bool(stats.success)
-    assert int(stats.nfe) == 6 * int(stats.num_steps) + 1  # Tsit5: 6 per step + the FSAL start
+    assert int(stats.nfe) == 6 * int(stats.num_steps) + 1  # Dopri5: 6 per step + the FSAL start
 
 
 def test_rms_norm_controller_matches_closed_form_with_fewer_steps():
@@ -47,7 +47,9 @@ def test_rms_norm_controller_matches_closed_form_with_fewer_steps():
     x = _points()
     lp_max, st_max = CNF(Linear(jnp.asarray(a))).log_prob_with_stats(x)
     lp_rms, st_rms = CNF(Linear(jnp.asarray(a)), norm="rms").log_prob_with_stats(x)
-    np.testing.assert_allclose(lp_rms, linear_flow_logpdf(x, a), atol=LOGPROB_ATOL, rtol=0)
+    # the RMS norm controls the batch's error as a whole: within the solve's rtol = 1e-5 of
+    # the log-density (|log p| reaches 86 here; Dopri5's largest miss is 1.7e-4)
+    np.testing.assert_allclose(lp_rms, linear_flow_logpdf(x, a), atol=LOGPROB_ATOL, rtol=1e-5)
     # the per-example max norm is the stricter control of the two
     assert int(st_rms.num_steps) <= int(st_max.num_steps)
 
@@ -195,8 +197,11 @@ def test_plain_callable_learns_its_dimension_from_the_points():
     # needs d and says so.
     cnf = CNF(lambda t, x: -x)
     x = 1.5 * jax.random.normal(jax.random.key(4), (50, 3))
-    np.testing.assert_allclose(
-        cnf.log_prob(jnp.asarray(x)), linear_flow_logpdf(x, -np.eye(3)), atol=LOGPROB_ATOL
+    np.testing.assert_allclose(  # to the solve's rtol: |log p| reaches 72 here
+        cnf.log_prob(jnp.asarray(x)),
+        linear_flow_logpdf(x, -np.eye(3)),
+        atol=LOGPROB_ATOL,
+        rtol=1e-5,
     )
     with pytest.raises(ValueError, match="data_size"):
         cnf.sample(jax.random.key(0), 3)

@@ -48,7 +48,7 @@ def test_diffusion_experiment_smoke(tmp_path):
     assert metrics["samplers"]["pc_5"]["nfe"] == 10  # a predictor and a corrector step each
     assert metrics["samplers"]["ddim_10"]["nfe"] == 10
     assert "DDIM" in metrics["samplers"]["ddim_10"]["sampler_object"]
-    assert metrics["holdout_nll_estimator"].startswith("exact: adaptive Tsit5")
+    assert metrics["holdout_nll_estimator"].startswith("exact: adaptive Dopri5")
     samples = np.load(out / "samples.npz")
     assert sorted(samples.files) == sorted(["samples", *labels[1:]])
     for name in samples.files:

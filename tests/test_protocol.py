@@ -95,7 +95,7 @@ def test_every_family_meets_the_protocol(name):
     if KINDS[name] == "exact":
         lp, lp_stats = model.log_prob_with_stats(x)
         assert lp.shape == (7,) and isinstance(lp_stats, Stats)
-        assert model.likelihood_label().startswith("exact: adaptive Tsit5")
+        assert model.likelihood_label().startswith("exact: adaptive Dopri5")
     if KINDS[name] == "bound":
         assert model.log_prob_bound(x, key=jax.random.key(1)).shape == (7,)
         assert model.bound_name
@@ -117,7 +117,9 @@ def test_flows_share_one_time_convention():
     for model in (cnf, dif):
         ts, xs = model.trajectories(jax.random.key(0), 4, num_times=5)
         assert float(ts[0]) == model.t_base and abs(float(ts[-1]) - model.t_data) < 1e-7
-        np.testing.assert_allclose(xs[-1], model.sample(jax.random.key(0), 4), atol=1e-4)
+        # the last saved time is the end of the solve, read off the dense output: equal to
+        # the end point to the solve's rtol (an untrained diffusion's samples reach |x| ~ 400)
+        np.testing.assert_allclose(xs[-1], model.sample(jax.random.key(0), 4), rtol=1e-5, atol=1e-4)
         z0 = model.prior_sample(jax.random.key(0), 4)
         _, xs0 = model.trajectories(z0=z0, num_times=5)
         np.testing.assert_allclose(xs0, xs, atol=1e-5)
