@@ -8,12 +8,14 @@ through the public :class:`flowlab.Trainer`: ``Trainer.run`` fuses a chunk of st
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import _timing  # first: puts experiments/ on sys.path for factory
 import equinox as eqx
 import factory
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import flowlab
@@ -107,3 +109,48 @@ def bench_sample(model, n, repeats, sampler=None):
     _, stats = model.sample_with_stats(key, n, sampler=sampler)
     t, first = _timing.median_time(lambda: model.sample(key, n, sampler=sampler), repeats)
     return {"n": n, "time_s": t, "compile_s": max(first - t, 0.0), "nfe": int(stats.nfe)}
+
+
+def fit_checking_nll(
+    model, objective, train, holdout, *, key, hp, eval_every, stop=None, on_check=None
+):
+    """:func:`flowlab.fit` of ``model`` with ``hp`` (steps, batch_size, lr, ema_decay; the
+    default optimiser) that checks the exact hold-out NLL every ``eval_every`` steps.
+
+    Returns ``(model, curve)``: one dict per check with ``step``, ``wall_s`` (fit's wall
+    time: compile and checks included), ``train_s`` (the same without the NLL checks),
+    ``holdout_nll`` and ``nfe`` (of that check's solve). ``on_check(point)`` is called after
+    each check; training ends early when ``stop(point)`` is true."""
+    eval_s, curve = [0.0], []
+
+    def holdout_nll(m):
+        t = time.perf_counter()
+        lp, stats = m.log_prob_with_stats(holdout)
+        value = -float(jnp.mean(lp))
+        eval_s[0] += time.perf_counter() - t
+        curve.append({"holdout_nll": value, "nfe": int(stats.nfe)})
+        return value
+
+    def check(step, history):
+        wall = history.wall_time[-1]
+        curve[-1] |= {"step": step, "wall_s": wall, "train_s": wall - eval_s[0]}
+        if on_check is not None:
+            on_check(curve[-1])
+        return stop is not None and stop(curve[-1])
+
+    model, _ = flowlab.fit(
+        model,
+        objective,
+        train,
+        holdout,
+        key=key,
+        steps=hp["steps"],
+        batch_size=hp["batch_size"],
+        optimizer=flowlab.default_optimizer(hp["steps"], hp["lr"]),
+        eval_every=eval_every,
+        ema_decay=hp["ema_decay"],
+        metrics={"holdout_nll": holdout_nll},
+        progress=False,
+        callback=check,
+    )
+    return model, curve

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import _timing
@@ -32,7 +31,7 @@ import diffrax
 import factory
 import jax
 import jax.numpy as jnp
-from _models import build
+from _models import build, fit_checking_nll
 
 import flowlab
 from flowlab import atomic_write_text, couplings, datasets
@@ -88,33 +87,10 @@ def run(name: str, dataset: str, quick: bool) -> dict:
     train, holdout = datasets.split(dataset, k_data)
     entropy = float(datasets.entropy(dataset))
     model = build(hp["family"], hp["width"], hp["depth"], train)
-    eval_s = [0.0]
-    curve = []
-
-    def holdout_nll(m):
-        t = time.perf_counter()
-        v = -float(jnp.mean(m.log_prob(holdout)))
-        eval_s[0] += time.perf_counter() - t
-        return v
-
-    def record(step, history):
-        curve.append((step, history.wall_time[-1] - eval_s[0], history.metrics["holdout_nll"][-1]))
-
-    model, _ = flowlab.fit(
-        model,
-        objective(hp),
-        train,
-        holdout,
-        key=k_fit,
-        steps=hp["steps"],
-        batch_size=hp["batch_size"],
-        optimizer=flowlab.default_optimizer(hp["steps"], hp["lr"]),
-        eval_every=EVAL_EVERY,
-        ema_decay=hp["ema_decay"],
-        metrics={"holdout_nll": holdout_nll},
-        progress=False,
-        callback=record,
+    model, points = fit_checking_nll(
+        model, objective(hp), train, holdout, key=k_fit, hp=hp, eval_every=EVAL_EVERY
     )
+    curve = [(c["step"], c["train_s"], c["holdout_nll"]) for c in points]
     to_gap = {}
     for gap in GAPS:
         hit = next(((s, t) for s, t, v in curve if v - entropy <= gap), None)

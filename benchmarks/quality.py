@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
-from _models import ROOT, build
+from _models import ROOT, build, fit_checking_nll
 
 import flowlab
 from flowlab import datasets
@@ -47,36 +46,18 @@ def time_to_quality(name, quick):
     target = quality_targets(dataset)
     model = build(FAMILY[objective], hp["width"], hp["depth"], train)
     loss = OBJECTIVE[objective]()
-    eval_s = [0.0]
-    nll_curve = []
-
-    def holdout_nll(m):
-        t = time.perf_counter()
-        v = -float(jnp.mean(m.log_prob(holdout)))
-        eval_s[0] += time.perf_counter() - t
-        return v
-
-    def stop(step, history):
-        nll = history.metrics["holdout_nll"][-1]
-        nll_curve.append((step, history.wall_time[-1], history.wall_time[-1] - eval_s[0], nll))
-        return nll <= target or history.wall_time[-1] > cap
-
     t0 = time.perf_counter()
-    flowlab.fit(
+    _, points = fit_checking_nll(
         model,
         loss,
         train,
         holdout,
         key=k_fit,
-        steps=hp["steps"],
-        batch_size=hp["batch_size"],
-        optimizer=flowlab.default_optimizer(hp["steps"], hp["lr"]),
+        hp=hp,
         eval_every=eval_every,
-        ema_decay=hp["ema_decay"],
-        metrics={"holdout_nll": holdout_nll},
-        progress=False,
-        callback=stop,
+        stop=lambda c: c["holdout_nll"] <= target or c["wall_s"] > cap,
     )
+    nll_curve = [(c["step"], c["wall_s"], c["train_s"], c["holdout_nll"]) for c in points]
     total = time.perf_counter() - t0
     best = min(nll_curve, key=lambda r: r[3])
     reached = nll_curve[-1][3] <= target

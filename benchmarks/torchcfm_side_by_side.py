@@ -256,8 +256,7 @@ def ttq_flowlab(dataset, targets, seed=0):
     ``cnf_fm``), trained by :func:`flowlab.fit`; the clock is fit's wall time (compile
     included) minus the hold-out NLL evaluations."""
     import jax
-    import jax.numpy as jnp
-    from _models import build
+    from _models import build, fit_checking_nll
     from factory import family
 
     import flowlab
@@ -266,41 +265,26 @@ def ttq_flowlab(dataset, targets, seed=0):
     hp = dict(family("cnf_fm").defaults)
     train, holdout = _ttq_split(dataset)
     model = build("cnf_fm", hp["width"], hp["depth"], train, seed=seed)
-    eval_s, curve, hits = [0.0], [], {}
+    hits = {}
 
-    def holdout_nll(m):
-        t = time.perf_counter()
-        v, stats = m.log_prob_with_stats(holdout)
-        v = -float(jnp.mean(v))
-        eval_s[0] += time.perf_counter() - t
-        curve.append({"holdout_nll": v, "nfe": int(stats.nfe)})
-        return v
-
-    def record(step, history):
-        curve[-1] |= {"step": step, "train_s": history.wall_time[-1] - eval_s[0]}
-        _note_hits(curve[-1], targets, hits)
-        c = curve[-1]
+    def report(c):
+        _note_hits(c, targets, hits)
         print(
-            f"    flowlab  step {step:6d}  {c['train_s']:6.1f} s  NLL {c['holdout_nll']:.3f} "
+            f"    flowlab  step {c['step']:6d}  {c['train_s']:6.1f} s  NLL {c['holdout_nll']:.3f} "
             f"({c['nfe']} NFE)",
             flush=True,
         )
-        return len(hits) == len(targets)
 
-    flowlab.fit(
+    _, curve = fit_checking_nll(
         model,
         flowlab.FlowMatching(),
         train,
         holdout,
         key=jax.random.key(seed),
-        steps=hp["steps"],
-        batch_size=hp["batch_size"],
-        optimizer=flowlab.default_optimizer(hp["steps"], hp["lr"]),
+        hp=hp,
         eval_every=TTQ_EVAL_EVERY["flowlab"],
-        ema_decay=hp["ema_decay"],
-        metrics={"holdout_nll": holdout_nll},
-        progress=False,
-        callback=record,
+        on_check=report,
+        stop=lambda c: len(hits) == len(targets),
     )
     hp.pop("eval_every", None)
     return {"hyperparameters": hp, "curve": curve, "hits": hits, "steps_run": curve[-1]["step"]}
