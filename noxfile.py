@@ -74,7 +74,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def bench_torchcfm(session: nox.Session) -> None:
-    """Optional side-by-side training speed, flowlab vs torchcfm (torch is never a flowlab
+    """Optional side-by-side training speed, flowlab vs torchcfm, per step or (with
+    ``-- --time-to-quality``) to a target exact hold-out NLL (torch is never a flowlab
     dependency; it is installed only in this session's virtualenv)."""
     # torch pinned to the CPU wheel on this machine's disk (an unpinned torch could pull a
     # multi-GB CUDA build); the constraint keeps torchcfm's dependencies (torchdyn, pot, ...)
