@@ -78,8 +78,10 @@ def version(dist: str) -> str | None:
         return None
 
 
-def time_torch(fm, train, n_blocks, block, warmup, seed=0):
-    """Median ms/step over ``n_blocks`` blocks of ``block`` eager steps, after ``warmup`` steps."""
+def torch_trainer(fm, train, seed=0):
+    """``(model, step)``: torchcfm's tutorial MLP (width ``WIDTH``) with Adam(``LR``), and one
+    eager training step of the flow matcher ``fm`` on a batch of ``BATCH`` points drawn
+    uniformly with replacement from ``train``; ``step()`` returns the loss."""
     import torch
     from torchcfm.models import MLP
 
@@ -99,6 +101,12 @@ def time_torch(fm, train, n_blocks, block, warmup, seed=0):
         opt.step()
         return loss
 
+    return model, step
+
+
+def time_torch(fm, train, n_blocks, block, warmup, seed=0):
+    """Median ms/step over ``n_blocks`` blocks of ``block`` eager steps, after ``warmup`` steps."""
+    _, step = torch_trainer(fm, train, seed)
     for _ in range(warmup):
         step()
     blocks = []
@@ -211,7 +219,6 @@ def ttq_torchcfm(dataset, targets, max_steps, max_s, sigma, standardize=False, s
     import numpy as np
     import torch
     from torchcfm.conditional_flow_matching import ExactOptimalTransportConditionalFlowMatcher
-    from torchcfm.models import MLP
 
     import flowlab
 
@@ -223,23 +230,14 @@ def ttq_torchcfm(dataset, targets, max_steps, max_s, sigma, standardize=False, s
     log_scale = float(np.log(np.asarray(std.scale)).sum())
     z_train = torch.from_numpy(np.array(std.forward(train), dtype=np.float32))
     z_holdout = torch.from_numpy(np.array(std.forward(holdout), dtype=np.float32))
-    torch.manual_seed(seed)
-    model = MLP(dim=2, w=64, time_varying=True)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     fm = ExactOptimalTransportConditionalFlowMatcher(sigma=sigma)
-    n = z_train.shape[0]
+    model, train_step = torch_trainer(fm, z_train, seed)
     curve, hits, train_s, step = [], {}, 0.0, 0
     every = TTQ_EVAL_EVERY["torchcfm"]
     while step < max_steps and train_s < max_s and len(hits) < len(targets):
         t0 = time.perf_counter()
         for _ in range(every):
-            opt.zero_grad()
-            x1 = z_train[torch.randint(0, n, (BATCH,))]
-            x0 = torch.randn_like(x1)
-            t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
-            loss = torch.mean((model(torch.cat([xt, t[:, None]], dim=-1)) - ut) ** 2)
-            loss.backward()
-            opt.step()
+            train_step()
         train_s += time.perf_counter() - t0
         step += every
         nll, nfe = torch_holdout_nll(model, z_holdout, log_scale)
@@ -417,7 +415,7 @@ def main() -> None:
     import numpy as np
 
     import flowlab
-    from flowlab import datasets
+    from flowlab import atomic_write_text, datasets
 
     train_jax, _ = datasets.split("checkerboard", jax.random.key(0))
     # Same standardised coordinates as flowlab's CNF (done once, outside the timed loop).
@@ -460,7 +458,7 @@ def main() -> None:
         out = time_to_quality(args)
         info["machine"]["load_avg_at_end"] = loadavg()
         print_time_to_quality(out, args)
-        args.out.write_text(json.dumps(info | {"time_to_quality": out}, indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(info | {"time_to_quality": out}, indent=2) + "\n")
         print(f"wrote {args.out}")
         return
 
@@ -537,7 +535,7 @@ def main() -> None:
                 "CPU is oversubscribed (see load avg); compare with the 1-thread rows."
             )
     out = info | {"results": rows, "flowlab_speedup": speedups}
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -171,7 +171,7 @@ FAMILIES: dict[str, Family] = {
         "cnf_fm",
         "CNF (flow matching)",
         # chosen for time to quality (issue 13) on all four course datasets, seed 0, quiet
-        # 2-core CPU (benchmarks/fm_defaults.py; table in benchmarks/README.md): this 64x4
+        # 2-core CPU (benchmarks/defaults.py; table in benchmarks/README.md): this 64x4
         # field, batch 1024, 24,000 steps at lr 5e-3 ends 0.138 / 0.131 / 0.049 / -0.016 nats
         # above the true entropy on pinwheel / checkerboard / mixture / spiral after 33-36 s
         # of training, reaches a gap of 0.30 in 6-9 s, and its exact log_prob of 500 points

@@ -891,12 +891,10 @@ def kde_vs_exact_text(res: Results) -> str:
         kde = {m: res.stat(name, m, "kde_nll") for m in res.models}
         both = [m for m in res.models if math.isfinite(exact[m]) and math.isfinite(kde[m][0])]
         s = f"on {name} the KDE of fresh true samples overstates the true NLL by {num(bias)} nats"
-        if both:
+        if both and not res.compact:  # compact: the per-model gaps are in the tables
             s += ", and for the models the KDE NLL exceeds the exact NLL by " + join(
                 [f"{num(kde[m][0] - exact[m])} ({res.label(m)})" for m in both]
             )
-        if both and res.compact:  # the per-model gaps are in the tables
-            s = s.split(", and for the models")[0]
         if len(both) >= 2:
             r_exact = sorted(both, key=lambda m: exact[m])
             r_kde = sorted(both, key=lambda m: kde[m][0])
