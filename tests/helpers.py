@@ -1,7 +1,14 @@
-"""Tolerances and reference solutions shared by the tests (one place for numbers)."""
+"""Tolerances, reference solutions and loaders shared by the tests (one place for each)."""
+
+import functools
+import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 # float32 solves at rtol = atol = 1e-5
 LOGPROB_ATOL = 1e-4
@@ -24,3 +31,16 @@ def linear_flow_logpdf(x, a, t=1.0):
     z = np.asarray(x, np.float64) @ scipy.linalg.expm(-a * t).T
     d = a.shape[0]
     return -0.5 * np.sum(z**2, -1) - 0.5 * d * np.log(2 * np.pi) - t * np.trace(a)
+
+
+@functools.cache
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py`` (imported once; benchmarks/ goes on ``sys.path``
+    for the helper modules it imports)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (Equinox modules) look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -7,8 +7,6 @@ smoke run's output the Hutchinson hold-out NLL at d = 2 agrees with the exact on
 its paired standard error.
 """
 
-import functools
-import importlib.util
 import json
 import math
 import subprocess
@@ -21,20 +19,14 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
+from helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "dimensions.py"
 
 
-@functools.cache
 def _module():
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_dimensions", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses (Equinox modules) look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dimensions")
 
 
 @pytest.mark.parametrize("d", [2, 8])

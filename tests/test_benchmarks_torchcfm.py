@@ -6,23 +6,14 @@ so that test runs only where torch and torchdyn are installed (e.g. in the
 ``bench_torchcfm`` nox session's virtualenv); the target bookkeeping is checked everywhere.
 """
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "torchcfm_side_by_side.py"
+from helpers import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_torchcfm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("torchcfm_side_by_side")
 
 
 def test_targets_and_hits():
