@@ -1,6 +1,6 @@
 """The benchmarks' models and the measurements every section takes of them.
 
-Models come from the experiments' one factory (``experiments/factory.py``); trained ones
+Models come from the experiments' one factory (``experiments/lab/registry.py``); trained ones
 from ``experiments/compare.py``'s output folder (checkerboard, seed 0). Training is timed
 through the public :class:`flowlab.Trainer`: ``Trainer.run`` fuses a chunk of steps in one
 ``lax.scan`` under one jit, as :func:`flowlab.fit` runs them.
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import _timing  # first: puts experiments/ on sys.path for factory
 import equinox as eqx
-import factory
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lab import registry
 
 import flowlab
 from flowlab import datasets
@@ -31,11 +31,11 @@ def checkerboard_split():
 
 
 def build(family: str, width: int, depth: int, train, seed: int = 0, **solver_options):
-    """An untrained model of ``family`` (a name of ``factory.FAMILIES``) standardised on
+    """An untrained model of ``family`` (a name of ``registry.FAMILIES``) standardised on
     ``train``, its weights drawn from ``seed``; ``solver_options`` change the fields of its
     :class:`flowlab.SolverOptions`."""
     std = flowlab.Standardize.fit(train)
-    hp = factory.family(family).defaults | {
+    hp = registry.family(family).defaults | {
         "family": family,
         "seed": seed,
         "width": width,
@@ -43,7 +43,7 @@ def build(family: str, width: int, depth: int, train, seed: int = 0, **solver_op
         "standardize_loc": np.asarray(std.loc).tolist(),
         "standardize_scale": np.asarray(std.scale).tolist(),
     }
-    model = factory.build_model(hp)
+    model = registry.build_model(hp)
     return model.with_options(**solver_options) if solver_options else model
 
 
@@ -53,7 +53,7 @@ def trained(family: str):
     path = COMPARE_MODELS / family / "model.eqx"
     if not path.exists():
         return None, None
-    return flowlab.load_model(path, factory.build_model)
+    return flowlab.load_model(path, registry.build_model)
 
 
 def trained_or_untrained(family: str, train):

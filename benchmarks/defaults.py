@@ -28,10 +28,10 @@ from pathlib import Path
 
 import _timing
 import diffrax
-import factory
 import jax
 import jax.numpy as jnp
 from _models import build, fit_checking_nll
+from lab import registry
 
 import flowlab
 from flowlab import atomic_write_text, couplings, datasets
@@ -73,7 +73,7 @@ COMMON = dict(family="cnf_fm", steps=12_000, ema_decay=0.999, coupling=None)
 
 def objective(hp):
     if hp["family"] != "cnf_fm":
-        return factory.family(hp["family"]).objective(hp)
+        return registry.family(hp["family"]).objective(hp)
     if hp["coupling"] is None:
         return flowlab.FlowMatching()
     return flowlab.FlowMatching(coupling=couplings.Sinkhorn())

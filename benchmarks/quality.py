@@ -21,7 +21,7 @@ QUALITY_RUNS = {
     "mle/checkerboard": ("mle", "checkerboard", "split", MLE, 100, 300),
     "mle/gaussian_mixture": ("mle", "gaussian_mixture", "split", MLE, 100, 300),
 }
-FAMILY = {"fm": "cnf_fm", "mle": "cnf_mle"}  # objective -> family of experiments/factory.py
+FAMILY = {"fm": "cnf_fm", "mle": "cnf_mle"}  # objective -> family of experiments/lab/registry.py
 OBJECTIVE = {"fm": flowlab.FlowMatching, "mle": flowlab.MaximumLikelihood}
 
 

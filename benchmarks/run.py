@@ -15,7 +15,7 @@ untrained networks (whose NFE is lower than a trained model's).
 
 One module per section (``families.py``, ``fastpaths.py``, ``scaling.py``, ``quality.py``);
 ``_timing.py`` holds the measuring helpers and ``_models.py`` the models (built by
-``experiments/factory.py``) and what is measured of them. This file is the command line,
+``experiments/lab/registry.py``) and what is measured of them. This file is the command line,
 the merge into ``results.json`` and the table of targets.
 """
 

@@ -34,7 +34,7 @@ checkerboard, the true entropy + 0.10 on the Gaussian mixture.
   3.82 nats after 31,500 steps on checkerboard), checked every 500 steps. Its NLL comes
   from its own field through torchdyn's adaptive ``dopri5`` (rtol = atol = 1e-5) with the
   exact divergence (one autograd pass per dimension).
-- flowlab: the default flow-matching settings of ``experiments/factory.py`` through
+- flowlab: the default flow-matching settings of ``experiments/lab/registry.py`` through
   :func:`flowlab.fit` (exact trace, adaptive Dopri5 at rtol = atol = 1e-5), checked every
   250 steps.
 - The clock is training wall time only: compile included, NLL evaluations excluded, on
@@ -250,7 +250,7 @@ def ttq_torchcfm(dataset, targets, max_steps, max_s, sigma, standardize=False, s
 
 
 def ttq_flowlab(dataset, targets, seed=0):
-    """flowlab's default flow-matching settings (``experiments/factory.py``, family
+    """flowlab's default flow-matching settings (``experiments/lab/registry.py``, family
     ``cnf_fm``), trained by :func:`flowlab.fit`; the clock is fit's wall time (compile
     included) minus the hold-out NLL evaluations."""
     import jax

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import sys
 
-import pipeline
-from common import apply_flags, base_parser, check_dataset, default_out
-from factory import FAMILIES, SMOKE
-
-import figures
+from lab import figures, pipeline
+from lab.common import apply_flags, base_parser, check_dataset, default_out
+from lab.registry import FAMILIES, SMOKE
 
 OBJECTIVES = {"fm": "cnf_fm", "mle": "cnf_mle"}
 

@@ -42,14 +42,10 @@ import sys
 import time
 from pathlib import Path
 
-import grid
-import report
-import studies
-import tables
-from common import ROOT, machine, save_figures, write_json
-from factory import FAMILIES
+from lab import figures, grid, report, studies, tables
+from lab.common import ROOT, machine, save_figures, write_json
+from lab.registry import FAMILIES
 
-import figures
 from flowlab import atomic_write_text, datasets
 from flowlab.samplers import EulerMaruyama
 

@@ -6,7 +6,7 @@ studied and written up as a typeset PDF.
     python experiments/course_project.py --smoke         # seconds, for CI
     python experiments/report.py --results results/course_project   # re-render the PDF only
 
-Trains the grid the course asks for (every family of ``factory.FAMILIES`` works; each model
+Trains the grid the course asks for (every family of ``registry.FAMILIES`` works; each model
 is evaluated by the likelihood kind it declares: exact, bound or none) on n = 2000 training
 points with a 500-point hold-out set, then writes to ``--out`` (default
 ``results/course_project``):
@@ -32,12 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-import grid
-import report
-import studies
-import tables
-from common import ROOT, machine, write_json
-from factory import FAMILIES, SMOKE
+from lab import grid, report, studies, tables
+from lab.common import ROOT, machine, write_json
+from lab.registry import FAMILIES, SMOKE
 
 from flowlab import atomic_write_text, datasets
 
@@ -67,7 +64,7 @@ BUDGET_SOURCE = {
         for fam in ("cnf_mle", "cnf_fm", "diffusion", "ddpm", "dsm")
     },
     **{
-        fam: "the family's defaults in factory.FAMILIES with about half the steps"
+        fam: "the family's defaults in registry.FAMILIES with about half the steps"
         for fam in ("vae", "ebm", "gan")
     },
 }
@@ -202,7 +199,7 @@ def main(argv=None) -> dict:
         budget_source={
             fam: "smoke budget (tiny, for CI)"
             if args.smoke
-            else BUDGET_SOURCE.get(fam, "the family's defaults in factory.FAMILIES")
+            else BUDGET_SOURCE.get(fam, "the family's defaults in registry.FAMILIES")
             for fam in args.models
         },
         evaluation=dict(

@@ -24,12 +24,11 @@ import time
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-import pipeline
-from common import ROOT, apply_flags, base_parser, check_dataset, default_out
-from evaluate import sample_metrics
-from factory import FAMILIES, SMOKE
+from lab import figures, pipeline
+from lab.common import ROOT, apply_flags, base_parser, check_dataset, default_out
+from lab.evaluate import sample_metrics
+from lab.registry import FAMILIES, SMOKE
 
-import figures
 from flowlab import plotting
 from flowlab.samplers import DDIM, Ancestral
 

@@ -35,13 +35,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import pipeline
 import seaborn as sns
-from common import base_parser, check_dataset, default_out, machine, timed
-from evaluate import likelihood_metrics, noise_floor, reference_metrics, sample_metrics
-from factory import standardize_from
+from lab import figures, pipeline
+from lab.common import base_parser, check_dataset, default_out, machine, timed
+from lab.evaluate import likelihood_metrics, noise_floor, reference_metrics, sample_metrics
+from lab.registry import standardize_from
 
-import figures
 import flowlab
 from flowlab import datasets, plotting
 from flowlab.ebm import EBM, ContrastiveDivergence, EnergyDSM, data_box, energy_mlp

@@ -29,14 +29,13 @@ import sys
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-import pipeline
 import seaborn as sns
-from common import apply_flags, base_parser, check_dataset, default_out, machine, timed
-from evaluate import likelihood_metrics, reference_metrics, sample_metrics
-from factory import FAMILIES, SMOKE, build_optimizer
-from factory import build_model as build_model  # flowlab.load_model(path, build_model)
+from lab import figures, pipeline
+from lab.common import apply_flags, base_parser, check_dataset, default_out, machine, timed
+from lab.evaluate import likelihood_metrics, reference_metrics, sample_metrics
+from lab.registry import FAMILIES, SMOKE, build_optimizer
+from lab.registry import build_model as build_model  # flowlab.load_model(path, build_model)
 
-import figures
 from flowlab import datasets, plotting
 from flowlab.gan import EQUILIBRIUM_D_LOSS, EQUILIBRIUM_G_LOSS, GAN, sample_diagnostics
 from flowlab.metrics import energy_distance

@@ -39,17 +39,15 @@ import sys
 import time
 import types
 
-import factory
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import pipeline
 import seaborn as sns
-from common import apply_flags, base_parser, check_dataset, default_out, machine
-from evaluate import reference_metrics, sample_metrics
+from lab import figures, pipeline, registry
+from lab.common import apply_flags, base_parser, check_dataset, default_out, machine
+from lab.evaluate import reference_metrics, sample_metrics
 
-import figures
 import flowlab
 from flowlab import datasets, plotting
 from flowlab.metrics import mean_and_se
@@ -138,7 +136,7 @@ def parse_args(argv=None):
 def build_model(hp: dict) -> VAE:
     """The VAE of a run from its hyperparameters (weights from the seed): the factory's
     ``vae`` family; what ``flowlab.load_model(path, build_model)`` needs."""
-    return factory.build_model({**hp, "family": "vae"})
+    return registry.build_model({**hp, "family": "vae"})
 
 
 def training_metrics(model: VAE, holdout, hp: dict) -> dict:

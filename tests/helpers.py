@@ -1,14 +1,9 @@
 """Tolerances, reference solutions and loaders shared by the tests (one place for each)."""
 
-import functools
-import importlib.util
-import sys
-from pathlib import Path
+import importlib
 
 import numpy as np
 import scipy.linalg
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 # float32 solves at rtol = atol = 1e-5
 LOGPROB_ATOL = 1e-4
@@ -33,14 +28,7 @@ def linear_flow_logpdf(x, a, t=1.0):
     return -0.5 * np.sum(z**2, -1) - 0.5 * d * np.log(2 * np.pi) - t * np.trace(a)
 
 
-@functools.cache
 def load_benchmark(name: str):
-    """The module ``benchmarks/<name>.py`` (imported once; benchmarks/ goes on ``sys.path``
-    for the helper modules it imports)."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses (Equinox modules) look their module up
-    spec.loader.exec_module(module)
-    return module
+    """The module ``benchmarks/<name>.py`` (``benchmarks/`` and ``experiments/`` are on the
+    path through ``pythonpath`` in pyproject.toml's pytest settings)."""
+    return importlib.import_module(name)

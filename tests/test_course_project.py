@@ -4,7 +4,6 @@ change-of-variables density against the closed form, the leave-one-out KDE likel
 against a brute-force one."""
 
 import math
-import sys
 from pathlib import Path
 
 import jax
@@ -13,13 +12,11 @@ import pytest
 import scipy.stats
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "experiments"))
 
 pytest.importorskip("typst")
 
 import course_project  # noqa: E402
-import studies  # noqa: E402
-import tables  # noqa: E402
+from lab import studies, tables  # noqa: E402
 
 from flowlab import datasets  # noqa: E402
 

@@ -2,13 +2,11 @@
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "experiments"))
 
 import gan_pinwheel  # noqa: E402
 

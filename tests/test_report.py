@@ -9,7 +9,6 @@ layout in force, PNG pages for the margins, HTML export for the text.
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import jax
@@ -17,16 +16,12 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "experiments"))
 
 typst = pytest.importorskip("typst")
 
-import grid  # noqa: E402
-import report  # noqa: E402
-import studies  # noqa: E402
-import tables  # noqa: E402
-from evaluate import sample_metrics  # noqa: E402
-from factory import FAMILIES  # noqa: E402
+from lab import grid, report, studies, tables  # noqa: E402
+from lab.evaluate import sample_metrics  # noqa: E402
+from lab.registry import FAMILIES  # noqa: E402
 
 import flowlab  # noqa: E402
 from flowlab import datasets  # noqa: E402

@@ -6,7 +6,7 @@ A *row* of the table names a trained *family* and, optionally, a sampler: ``comp
 ``diffusion_sde`` and ``diffusion_ode`` are one trained VP diffusion sampled two ways. The
 keys follow one rule, so a model scores the same in both scripts: the cell's data, sample
 and oracle keys come from the seed alone, and a family's training key from the seed and the
-family's position in ``factory.FAMILIES`` (never from which other families run).
+family's position in ``registry.FAMILIES`` (never from which other families run).
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pipeline
-from common import timed
-from evaluate import likelihood_metrics, sample_metrics
-from factory import FAMILIES
 
-import figures
 import flowlab
 from flowlab import datasets, plotting
 from flowlab.metrics import mean_and_se
+
+from . import figures, pipeline
+from .common import timed
+from .evaluate import likelihood_metrics, sample_metrics
+from .registry import FAMILIES
 
 IWAE_K = 1000  # importance samples of the VAE's IWAE bound in the table's details
 DETAIL_KEYS = ("log_prob_steps", "holdout_neg_iwae", "holdout_neg_iwae_se", "iwae_k")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from common import timed
 
 import flowlab
 from flowlab import datasets
@@ -27,6 +26,8 @@ from flowlab.metrics import (
     mmd,
     wasserstein2,
 )
+
+from .common import timed
 
 
 def likelihood_metrics(model, holdout, *, key, timing_repeats: int = 3) -> dict:

@@ -4,7 +4,7 @@ Every experiment script takes ``--dataset --steps --seed --out --smoke --fresh``
 ``metrics.json``, ``samples.npz``, ``history.json``, a model checkpoint and figures to
 ``--out``; full (non-smoke) runs also copy their figures to ``figures/``.
 
-The rest of the shared code, one idea per module: ``factory.py`` (family name -> model,
+The rest of the shared code, one idea per module: ``registry.py`` (family name -> model,
 objective, default hyperparameters), ``pipeline.py`` (train, evaluate and write one model on
 one dataset), ``evaluate.py`` (likelihood by declared kind, sample metrics, reference
 numbers), ``figures.py`` (the figure set).
@@ -26,7 +26,7 @@ import flowlab
 from flowlab import atomic_write_bytes, atomic_write_text
 from flowlab.plotting import save_figure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def base_parser(description: str, default_dataset: str) -> argparse.ArgumentParser:

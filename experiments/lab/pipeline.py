@@ -19,12 +19,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import machine, save_figures, timed, write_json, write_samples
-from evaluate import likelihood_metrics, reference_metrics, sample_metrics
-from factory import FAMILIES, build_model, build_objective, build_optimizer, family
 
 import flowlab
 from flowlab import datasets
+
+from .common import machine, save_figures, timed, write_json, write_samples
+from .evaluate import likelihood_metrics, reference_metrics, sample_metrics
+from .registry import FAMILIES, build_model, build_objective, build_optimizer, family
 
 N_SAMPLES = 2000  # model samples for plots, KDE and samples.npz (same n as training)
 
