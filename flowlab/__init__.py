@@ -14,9 +14,9 @@ from . import ebm as ebm
 from . import gan as gan
 from . import nn as nn
 from . import objectives as objectives
+from . import optim as optim
 from . import samplers as samplers
 from . import sde as sde
-from . import train as train
 from . import vae as vae
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import atomic_write_bytes as atomic_write_bytes
@@ -26,12 +26,17 @@ from ._checkpoint import read_header as read_header
 from ._checkpoint import save_model as save_model
 from ._denoising import AbstractGaussianDiffusion as AbstractGaussianDiffusion
 from ._denoising import AbstractScoreModel as AbstractScoreModel
+from ._fit import History as History
+from ._fit import Trainer as Trainer
+from ._fit import TrainState as TrainState
+from ._fit import fit as fit
 from ._flow import AbstractFlow as AbstractFlow
 from ._model import LIKELIHOOD_KINDS as LIKELIHOOD_KINDS
 from ._model import AbstractBoundLikelihood as AbstractBoundLikelihood
 from ._model import AbstractExactLikelihood as AbstractExactLikelihood
 from ._model import AbstractModel as AbstractModel
 from ._model import likelihood_kind as likelihood_kind
+from ._model import trainable_filter as trainable_filter
 from ._ode import ODEStats as ODEStats
 from ._ode import SolverOptions as SolverOptions
 from ._ode import Stats as Stats
@@ -47,21 +52,18 @@ from .ddpm import DDPM as DDPM
 from .diffusion import Diffusion as Diffusion
 from .diffusion import ProbabilityFlow as ProbabilityFlow
 from .ebm import EBM as EBM
-from .ebm import ContrastiveDivergence as ContrastiveDivergence
-from .ebm import EnergyDSM as EnergyDSM
-from .fit import Adam as Adam
-from .fit import History as History
-from .fit import Trainer as Trainer
-from .fit import TrainState as TrainState
-from .fit import default_optimizer as default_optimizer
-from .fit import fit as fit
 from .gan import GAN as GAN
-from .gan import NonSaturatingGAN as NonSaturatingGAN
-from .gan import TwoPlayerAdam as TwoPlayerAdam
+from .objectives import ContrastiveDivergence as ContrastiveDivergence
 from .objectives import DenoisingScoreMatching as DenoisingScoreMatching
+from .objectives import EnergyDSM as EnergyDSM
 from .objectives import FlowMatching as FlowMatching
 from .objectives import MaximumLikelihood as MaximumLikelihood
+from .objectives import NegativeELBO as NegativeELBO
+from .objectives import NonSaturatingGAN as NonSaturatingGAN
 from .objectives import SingleNoiseDSM as SingleNoiseDSM
+from .optim import Adam as Adam
+from .optim import TwoPlayerAdam as TwoPlayerAdam
+from .optim import default_optimizer as default_optimizer
 from .sde import VESDE as VESDE
 from .sde import VPSDE as VPSDE
 from .sde import AbstractSDE as AbstractSDE
@@ -69,7 +71,6 @@ from .sde import SubVPSDE as SubVPSDE
 from .sde import get_sde as get_sde
 from .single_noise import SingleNoiseScore as SingleNoiseScore
 from .vae import VAE as VAE
-from .vae import NegativeELBO as NegativeELBO
 
 __version__ = "0.2.0"
 
@@ -135,16 +136,17 @@ __all__ = [
     "flow_solve",
     "get_sde",
     "likelihood_kind",
+    "trainable_filter",
     "load_model",
     "metrics",
     "nn",
     "objectives",
+    "optim",
     "plotting",
     "read_header",
     "samplers",
     "save_model",
     "sde",
     "standard_normal_log_prob",
-    "train",
     "value_and_divergence",
 ]

@@ -31,10 +31,9 @@ from ._flow import AbstractFlow
 from ._ode import SolverOptions
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Time, Values
-from .objectives import WEIGHTINGS, DenoisingScoreMatching
 from .sde import VPSDE, AbstractSDE
 
-__all__ = ["DenoisingScoreMatching", "Diffusion", "ProbabilityFlow", "WEIGHTINGS"]
+__all__ = ["Diffusion", "ProbabilityFlow"]
 
 DEFAULT_STEPS = 1000
 

@@ -34,8 +34,8 @@ over the whole plane, not just the box.
 
 **Training.** Two routes, both here:
 
-* :class:`ContrastiveDivergence` — persistent contrastive divergence (Du & Mordatch 2019):
-  negatives from ``langevin_steps`` of Langevin dynamics (the shared
+* :class:`~flowlab.objectives.ContrastiveDivergence` — persistent contrastive divergence
+  (Du & Mordatch 2019): negatives from ``langevin_steps`` of Langevin dynamics (the shared
   :func:`flowlab.samplers.langevin`) started from a replay buffer of 10,000 points, 5% of
   each batch re-initialised from uniform noise on the data box; the Song & Kingma (2021,
   section 3) stabilisers: an energy-magnitude penalty $\alpha(E(x)^2 + E(\tilde x)^2)$,
@@ -51,9 +51,9 @@ over the whole plane, not just the box.
   (every chain restarted from noise: short-run CD) 0.79; with a step $\eta = 0.05$ the
   negatives overshoot and the NLL climbs (1.95 at step 2000); $K = 5$ steps gives 0.48.
   Clipping and the bound were not ablated.
-* :class:`EnergyDSM` — denoising score matching with the score $-\nabla_z E$: learns the
-  *smoothed* density $p_\sigma = p * N(0, \sigma^2 I)$, whose exact NLL is therefore
-  slightly worse than the data's entropy by construction.
+* :class:`~flowlab.objectives.EnergyDSM` — denoising score matching with the score
+  $-\nabla_z E$: learns the *smoothed* density $p_\sigma = p * N(0, \sigma^2 I)$, whose
+  exact NLL is therefore slightly worse than the data's entropy by construction.
 
 **Sampling**: annealed Langevin dynamics (:class:`~flowlab.samplers.Langevin`) from
 uniform noise on the data box, $\eta$ from $3\times10^{-2}$ to $10^{-3}$ over 5000 steps
@@ -82,15 +82,8 @@ from ._quadrature import evaluate_on_rule, log_integral
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Values
 from .nn import get_activation
-from .objectives import AbstractObjective, AbstractStatefulObjective
 
-__all__ = [
-    "EBM",
-    "ContrastiveDivergence",
-    "EnergyDSM",
-    "data_box",
-    "energy_mlp",
-]
+__all__ = ["EBM", "data_box", "energy_mlp"]
 
 
 def energy_mlp(
@@ -421,160 +414,3 @@ def _log_prob(model: EBM, x: Points) -> tuple[Values, Stats]:
     e = jax.vmap(model.total_energy)(std.forward(x))
     nfe = model.quadrature_evaluations() + x.shape[0]
     return -e - log_z + std.log_det(), Stats.fixed(1, nfe)
-
-
-# -- objectives -----------------------------------------------------------------------------
-
-
-def _frozen(model):
-    """``model`` with ``stop_gradient`` on every array (a Langevin chain on it is a
-    constant for the parameter gradient and is not differentiated through)."""
-    arrays, rest = eqx.partition(model, eqx.is_array)
-    return eqx.combine(jax.lax.stop_gradient(arrays), rest)
-
-
-def _check_ebm(model, name: str) -> None:
-    if not isinstance(model, EBM):
-        raise ValueError(f"{name} trains an EBM, got {type(model).__name__}")
-
-
-class ContrastiveDivergence(AbstractStatefulObjective):
-    r"""Persistent contrastive divergence for an :class:`EBM` (Du & Mordatch 2019), with the
-    stabilisers of Song & Kingma (2021, section 3).
-
-    The gradient of the NLL is $\mathbb{E}_{\text{data}}\nabla_\theta E -
-    \mathbb{E}_{p_\theta}\nabla_\theta E$; the model expectation uses negatives $\tilde z$
-    from ``langevin_steps`` steps of Langevin dynamics ($\eta$ = ``step_size``, noise
-    $\sqrt{2\eta}$) started at a batch drawn from a persistent replay buffer, of which a
-    fraction ``reinit_prob`` is redrawn uniformly on the data box. The loss is
-    $$\overline{E(z)} - \overline{E(\tilde z)} + \alpha\big(\overline{E(z)^2} +
-      \overline{E(\tilde z)^2}\big),$$
-    with $\tilde z$ under ``stop_gradient``; the chains end back in the buffer.
-    Auxiliary outputs: ``energy_data`` and ``energy_model`` (the two means).
-
-    The hold-out value (``__call__``, stateless) is the same loss with negatives from
-    ``holdout_steps`` Langevin steps started from uniform noise (a fixed key), so it is not
-    on the training loss's scale when chains are short; the exact hold-out NLL is the
-    curve to read.
-
-    Arguments:
-        langevin_steps: $K$, Langevin steps per training step.
-        step_size: $\eta$ (standardised units$^2$).
-        buffer_size: replay buffer size.
-        reinit_prob: fraction of each batch restarted from noise.
-        alpha: energy-magnitude penalty.
-        holdout_steps: Langevin steps from noise for the hold-out loss.
-        holdout_repeats: 1.
-    """
-
-    langevin_steps: int = eqx.field(static=True, default=20)
-    step_size: float = eqx.field(static=True, default=5e-3)
-    buffer_size: int = eqx.field(static=True, default=10_000)
-    reinit_prob: float = eqx.field(static=True, default=0.05)
-    alpha: float = eqx.field(static=True, default=0.1)
-    holdout_steps: int = eqx.field(static=True, default=200)
-    holdout_repeats: int = eqx.field(static=True, default=1)
-
-    def __check_init__(self):
-        check_count(self.langevin_steps, "langevin_steps")
-        check_count(self.buffer_size, "buffer_size")
-        check_count(self.holdout_steps, "holdout_steps")
-        if not self.step_size > 0:
-            raise ValueError(f"expected step_size > 0, got {self.step_size!r}")
-        if not 0.0 <= self.reinit_prob <= 1.0:
-            raise ValueError(f"expected 0 <= reinit_prob <= 1, got {self.reinit_prob!r}")
-        if not self.alpha >= 0:
-            raise ValueError(f"expected alpha >= 0, got {self.alpha!r}")
-
-    def init_state(self, model, data: Points, key: Key) -> Array:
-        """The replay buffer: ``buffer_size`` points uniform on the data box (standardised)."""
-        _check_ebm(model, "ContrastiveDivergence")
-        return model.initial_sample(key, self.buffer_size)
-
-    def negatives(self, model, z0: Points, key: Key, steps: int) -> Points:
-        """``steps`` Langevin steps from ``z0`` on the frozen model (no parameter gradient)."""
-        from .samplers import langevin
-
-        frozen = _frozen(model)
-        _, z = langevin(
-            jax.vmap(frozen.score), key, z0, jnp.full((steps,), self.step_size, z0.dtype)
-        )
-        return jax.lax.stop_gradient(z)
-
-    def _loss(self, model, z: Points, neg: Points) -> tuple[Array, dict]:
-        e_data = jax.vmap(model.total_energy)(z)
-        e_model = jax.vmap(model.total_energy)(neg)
-        loss = jnp.mean(e_data) - jnp.mean(e_model)
-        loss = loss + self.alpha * (jnp.mean(e_data**2) + jnp.mean(e_model**2))
-        return loss, {"energy_data": jnp.mean(e_data), "energy_model": jnp.mean(e_model)}
-
-    def step(self, model, x: Points, key: Key, state: Array) -> tuple[Array, dict, Array]:
-        _check_ebm(model, "ContrastiveDivergence")
-        if state.shape != (self.buffer_size, x.shape[-1]):
-            raise ValueError(
-                f"expected a replay buffer of shape ({self.buffer_size}, {x.shape[-1]}), got "
-                f"{state.shape}"
-            )
-        n = x.shape[0]
-        if n > self.buffer_size:
-            raise ValueError(f"expected a batch of at most buffer_size={self.buffer_size}, got {n}")
-        k_idx, k_reinit, k_noise, k_chain = jax.random.split(key, 4)
-        idx = jax.random.choice(k_idx, self.buffer_size, (n,), replace=False)
-        start = state[idx]
-        restart = jax.random.bernoulli(k_reinit, self.reinit_prob, (n, 1))
-        start = jnp.where(restart, model.initial_sample(k_noise, n).astype(start.dtype), start)
-        neg = self.negatives(model, start, k_chain, self.langevin_steps)
-        z = model.standardizer(x.shape[-1]).forward(x)
-        loss, aux = self._loss(model, z, neg)
-        return loss, aux, state.at[idx].set(neg)
-
-    def __call__(self, model, x: Points, key: Key) -> tuple[Array, dict]:
-        _check_ebm(model, "ContrastiveDivergence")
-        k0, k_chain = jax.random.split(key)
-        z0 = model.initial_sample(k0, x.shape[0]).astype(x.dtype)
-        neg = self.negatives(model, z0, k_chain, self.holdout_steps)
-        return self._loss(model, model.standardizer(x.shape[-1]).forward(x), neg)
-
-
-class EnergyDSM(AbstractObjective):
-    r"""Denoising score matching for an :class:`EBM` with the score $s = -\nabla_z E$, at one
-    noise level $\sigma$ (standardised units), in the course's residual form:
-    $$\frac{1}{\sigma^2}\big\|\tilde z + \sigma^2 s(\tilde z) - z\big\|^2
-      = \big\|\varepsilon - \sigma\nabla_z E(z + \sigma\varepsilon)\big\|^2,$$
-    averaged over the batch and ``k`` noise draws per point, plus a small centring penalty
-    $\alpha\,\overline{E(z)}^2$: DSM sees only $\nabla_z E$, so the energy's level is free
-    and drifts (by $-15$ nats in 3000 steps on pinwheel), which would push it into the
-    bound $B$; the penalty pins the level and leaves the shape alone. The minimiser is the
-    score of the smoothed density $p_\sigma = p * N(0, \sigma^2 I)$ (Vincent 2011), so the
-    EBM learns $p_\sigma$ (its exact NLL on data is that of $p_\sigma$, above the data's
-    entropy); training differentiates through $\nabla_z E$ (double back-propagation).
-
-    Arguments:
-        sigma: the noise level (standardised units).
-        k: noise draws per data point.
-        alpha: the centring penalty.
-        holdout_repeats: noise draws per hold-out point.
-    """
-
-    sigma: float = eqx.field(static=True, default=0.1)
-    k: int = eqx.field(static=True, default=4)
-    alpha: float = eqx.field(static=True, default=1e-3)
-    holdout_repeats: int = eqx.field(static=True, default=8)
-
-    def __check_init__(self):
-        check_count(self.k, "k")
-        if not self.sigma > 0:
-            raise ValueError(f"expected sigma > 0, got {self.sigma!r}")
-        if not self.alpha >= 0:
-            raise ValueError(f"expected alpha >= 0, got {self.alpha!r}")
-
-    def __call__(self, model, x: Points, key: Key) -> Array:
-        _check_ebm(model, "EnergyDSM")
-        z = jnp.repeat(model.standardizer(x.shape[-1]).forward(x), self.k, axis=0)
-        eps = jax.random.normal(key, z.shape, z.dtype)
-        grad_e = jax.vmap(jax.grad(model.total_energy))(z + self.sigma * eps)
-        loss = jnp.mean(jnp.sum((eps - self.sigma * grad_e) ** 2, axis=-1))
-        if self.alpha == 0.0:
-            return loss
-        level = jnp.mean(jax.vmap(model.total_energy)(z))
-        return loss + self.alpha * level**2

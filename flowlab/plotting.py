@@ -1,6 +1,6 @@
 """Figures from arrays: training curves, sample overlays, density heatmaps, trajectories.
 
-Every function takes arrays (or a :class:`~flowlab.train.History`) and returns a matplotlib
+Every function takes arrays (or a :class:`~flowlab.History`) and returns a matplotlib
 ``Figure``; none trains or integrates a model. Ask the model for what to plot
 (``model.sample``, ``model.log_prob`` on :func:`grid`, ``model.trajectories``) and pass the
 arrays here.

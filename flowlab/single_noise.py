@@ -26,9 +26,8 @@ from ._denoising import AbstractScoreModel
 from ._ode import Stats
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Key, Point, Points
-from .objectives import SingleNoiseDSM
 
-__all__ = ["SingleNoiseDSM", "SingleNoiseScore"]
+__all__ = ["SingleNoiseScore"]
 
 
 class SingleNoiseScore(AbstractScoreModel):

@@ -39,7 +39,7 @@ $-\sum_i \log s_i$ added):
   $P(\|z\|_\infty > L)\max_z p(u \mid z) \le P(\|z\|_\infty > L)
   \prod_i (2\pi\sigma_{\min,i}^2)^{-1/2}$, a rigorous bound that is added too.
 
-Train with :class:`NegativeELBO` through :func:`~flowlab.fit`.
+Train with :class:`~flowlab.objectives.NegativeELBO` through :func:`~flowlab.fit`.
 """
 
 from __future__ import annotations
@@ -60,9 +60,8 @@ from ._ode import Stats
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Values
 from .nn import get_activation
-from .objectives import AbstractObjective
 
-__all__ = ["VARIANCES", "NegativeELBO", "VAE"]
+__all__ = ["VARIANCES", "VAE"]
 
 VARIANCES: tuple[str, ...] = ("learned", "per_latent", "fixed")
 """How a :class:`VAE`'s decoder variance is set."""
@@ -512,33 +511,3 @@ def _quadrature(model: VAE, x, size: int, bound: float, node_chunk: int, point_c
     log_max = -jnp.sum(jnp.log(jnp.broadcast_to(floor, (d,)))) - 0.5 * d * _LOG_2PI
     tail = jnp.log(jnp.asarray(_tail_mass(bound, k), dtype)) + log_max
     return fine, coarse, jnp.broadcast_to(tail, fine.shape)
-
-
-class NegativeELBO(AbstractObjective):
-    r"""The negative ELBO of a :class:`VAE` in nats per point, data coordinates:
-    $-\mathbb{E}_q \log p(x \mid z) + \mathrm{KL}(q(z \mid u)\,\|\,p(z))$, reparameterised
-    ($z = \mu_\phi(u) + s_\phi(u)\odot\varepsilon$), the KL in closed form, averaged over the
-    batch and ``num_samples`` draws per point.
-
-    Returns ``(loss, {"reconstruction": -E log p(x|z), "kl": KL})`` (batch means), so
-    :func:`~flowlab.fit` records both terms.
-
-    Arguments:
-        num_samples: reparameterised draws per point.
-        holdout_repeats: noise draws per hold-out point in the hold-out loss.
-    """
-
-    num_samples: int = eqx.field(static=True, default=1)
-    holdout_repeats: int = eqx.field(static=True, default=8)
-
-    def __check_init__(self):
-        check_count(self.num_samples, "num_samples")
-        check_count(self.holdout_repeats, "holdout_repeats")
-
-    def __call__(self, model, x: Points, key: Key) -> tuple[Array, dict]:
-        if not isinstance(model, VAE):
-            raise TypeError(f"NegativeELBO trains a VAE, got {type(model).__name__}")
-        recon, kl = _elbo_terms(model, x, key, self.num_samples)
-        reconstruction = -jnp.mean(recon)
-        kl = jnp.mean(kl)
-        return reconstruction + kl, {"reconstruction": reconstruction, "kl": kl}

@@ -43,10 +43,11 @@ import numpy as np
 from IPython.display import Image, display
 
 import flowlab
-from flowlab import CNF, Diffusion, DenoisingScoreMatching, Standardize, datasets, plotting
+from flowlab import CNF, Diffusion, Standardize, datasets, fit, plotting
 from flowlab.nn import MLPVectorField
+from flowlab.objectives import DenoisingScoreMatching, FlowMatching
+from flowlab.optim import default_optimizer
 from flowlab.samplers import EulerMaruyama
-from flowlab.train import FlowMatching, default_optimizer, fit
 
 %matplotlib inline
 STEPS = int(os.environ.get("FLOWLAB_NOTEBOOK_STEPS", "10000"))  # per model

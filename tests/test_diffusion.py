@@ -8,9 +8,11 @@ import pytest
 import scipy.integrate
 from helpers import gaussian_logpdf
 
-from flowlab import Standardize, datasets
-from flowlab.diffusion import DenoisingScoreMatching, Diffusion
+from flowlab import Standardize, datasets, fit
+from flowlab.diffusion import Diffusion
 from flowlab.nn import MLPVectorField
+from flowlab.objectives import DenoisingScoreMatching
+from flowlab.optim import default_optimizer
 from flowlab.samplers import (
     ODE,
     EulerMaruyama,
@@ -18,7 +20,6 @@ from flowlab.samplers import (
     get_sampler,
 )
 from flowlab.sde import SDES, VESDE, VPSDE, AbstractSDE, SubVPSDE, get_sde
-from flowlab.train import default_optimizer, fit
 
 SDE_NAMES = list(SDES)
 TIMES = [1e-3, 0.05, 0.2, 0.5, 0.8, 1.0]

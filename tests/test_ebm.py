@@ -11,10 +11,10 @@ import pytest
 from helpers import gaussian_logpdf
 
 import flowlab.metrics as metrics
-from flowlab import Standardize
+from flowlab import Standardize, fit
 from flowlab._quadrature import log_integral, panel_rule
-from flowlab.ebm import EBM, ContrastiveDivergence, EnergyDSM, data_box, energy_mlp
-from flowlab.fit import fit
+from flowlab.ebm import EBM, data_box, energy_mlp
+from flowlab.objectives import ContrastiveDivergence, EnergyDSM
 from flowlab.samplers import Langevin
 
 # A three-component mixture in standardised coordinates: one narrow component (std 0.08)

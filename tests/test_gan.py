@@ -14,20 +14,17 @@ import scipy.integrate
 import scipy.stats
 
 import flowlab
-from flowlab import Standardize, Trainer
-from flowlab.fit import fit
-from flowlab.gan import (
+from flowlab import Standardize, Trainer, fit
+from flowlab.gan import GAN, sample_diagnostics
+from flowlab.metrics import DegenerateSamplesError, energy_distance, kde_log_likelihood
+from flowlab.objectives import (
     EQUILIBRIUM_D_LOSS,
     EQUILIBRIUM_G_LOSS,
-    GAN,
     NonSaturatingGAN,
-    TwoPlayerAdam,
     discriminator_loss,
     generator_loss,
-    player_labels,
-    sample_diagnostics,
 )
-from flowlab.metrics import DegenerateSamplesError, energy_distance, kde_log_likelihood
+from flowlab.optim import TwoPlayerAdam, player_labels
 
 
 class Linear(eqx.Module):

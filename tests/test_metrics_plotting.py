@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from flowlab import plotting
+from flowlab import History, plotting
 from flowlab.metrics import (
     DegenerateSamplesError,
     bhattacharyya_distance,
@@ -21,7 +21,6 @@ from flowlab.metrics import (
     mmd,
     wasserstein2,
 )
-from flowlab.train import History
 
 
 def test_kde_log_likelihood_approaches_gaussian_entropy():

@@ -6,9 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowlab import SingleNoiseDSM, SingleNoiseScore, Standardize
+from flowlab import SingleNoiseDSM, SingleNoiseScore, Standardize, fit
 from flowlab.nn import MLPVectorField
-from flowlab.train import fit
 
 M = jnp.array([0.5, -1.0])
 S = jnp.array([1.2, 0.4])  # per-coordinate variances of the data N(M, diag(S))

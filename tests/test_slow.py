@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowlab import CNF, DDPM, DenoisingScoreMatching, Diffusion, Standardize, datasets
+from flowlab import CNF, DDPM, DenoisingScoreMatching, Diffusion, Standardize, datasets, fit
 from flowlab.metrics import mean_and_se
 from flowlab.nn import MLPVectorField
-from flowlab.train import FlowMatching, default_optimizer, fit
+from flowlab.objectives import FlowMatching
+from flowlab.optim import default_optimizer
 
 
 def _train(model, objective, train, holdout, steps):

@@ -8,9 +8,9 @@ import pytest
 from helpers import LOGPROB_ATOL, gaussian_logpdf
 
 import flowlab
-from flowlab import CNF, Standardize
+from flowlab import CNF, Standardize, fit
 from flowlab.nn import MLPVectorField
-from flowlab.train import FlowMatching, MaximumLikelihood, fit
+from flowlab.objectives import FlowMatching, MaximumLikelihood
 
 MU = np.array([0.7, -0.4])
 S = np.array([1.6, 0.5])

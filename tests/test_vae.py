@@ -11,7 +11,8 @@ import pytest
 from helpers import LOGPROB_ATOL, gaussian_logpdf
 
 import flowlab
-from flowlab.vae import VAE, NegativeELBO
+from flowlab.objectives import NegativeELBO
+from flowlab.vae import VAE
 
 W2 = np.array([[1.0, 0.3], [-0.5, 0.8]])
 W1 = np.array([[0.9], [-0.4]])

@@ -11,12 +11,11 @@ Loaded by mkdocstrings (``mkdocs.yml``: ``handlers.python.options.extensions``).
    logged as a warning, so ``mkdocs build --strict`` fails on a broken reference; targets
    outside ``flowlab`` (``scipy.stats.gaussian_kde``) are rendered as code.
 2. **One home per object.** A name that a module re-exports from another *public* module
-   (``flowlab.diffusion.DenoisingScoreMatching`` from ``flowlab.objectives``,
-   ``flowlab.train.fit`` from ``flowlab.fit``) is not rendered again on the re-exporting
-   module's page: it is documented once, in its home module, and every public path to it is
-   still registered (in autorefs and in ``objects.inv``) as an alias of that entry. Objects
-   whose home is private (``flowlab._ode.SolverOptions``) stay public where they are
-   exported, so ``::: flowlab.SolverOptions`` documents them under their public name.
+   (``flowlab.objectives.FlowMatching`` from ``flowlab.objectives.flow_matching``) is not
+   rendered again on the re-exporting module's page: it is documented once, in its home
+   module, and every public path to it is still registered (in autorefs and in
+   ``objects.inv``) as an alias of that entry. Objects whose home is private
+   (``flowlab._ode.SolverOptions``) stay public where they are exported, so ``::: flowlab.SolverOptions`` documents them under their public name.
 3. **Public aliases only.** The aliases griffe records for an object (every module that
    imports it) are pruned to the exported ones, so ``objects.inv`` lists public paths
    (and the canonical one), not every internal import.

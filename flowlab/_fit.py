@@ -8,6 +8,9 @@ finishes with exactly the numbers of an uninterrupted one. What is trained is wh
 model declares (``model.trainable()``); an objective's auxiliary outputs (e.g. each
 player's loss of a GAN) are recorded every step; a stateful objective's state (e.g. a
 contrastive-divergence replay buffer) rides along in the scan.
+
+Public through :mod:`flowlab` (``flowlab.fit``, ``flowlab.Trainer``, ``flowlab.History``,
+``flowlab.TrainState``); the optimisers live apart, in :mod:`flowlab.optim`.
 """
 
 from __future__ import annotations
@@ -32,75 +35,14 @@ from ._checks import check_count, check_points
 from ._model import AbstractModel, trainable_filter
 from ._typing import Array, Key, Points
 from .objectives import AbstractObjective, AbstractStatefulObjective
+from .optim import Adam, default_optimizer
 
 __all__ = [
-    "Adam",
     "History",
     "TrainState",
     "Trainer",
-    "default_optimizer",
     "fit",
 ]
-
-
-class Adam(eqx.Module):
-    """Adam with linear warm-up, cosine decay to 1% and global-norm clipping, described by
-    its numbers (so a checkpoint can record and compare them). Usable wherever an Optax
-    ``GradientTransformation`` is (``init``/``update``).
-
-    Arguments:
-        steps: length of the schedule.
-        learning_rate: peak learning rate.
-        warmup: warm-up steps (default ``min(500, steps // 20)``).
-        clip: global gradient-norm clip.
-        b1, b2: Adam's moment decays.
-    """
-
-    steps: int = eqx.field(static=True)
-    learning_rate: float = eqx.field(static=True, default=2e-3)
-    warmup: int | None = eqx.field(static=True, default=None)
-    clip: float = eqx.field(static=True, default=1.0)
-    b1: float = eqx.field(static=True, default=0.9)
-    b2: float = eqx.field(static=True, default=0.999)
-
-    def __check_init__(self):
-        check_count(self.steps, "steps")
-        if not self.learning_rate > 0:
-            raise ValueError(f"expected learning_rate > 0, got {self.learning_rate!r}")
-
-    def transformation(self) -> optax.GradientTransformation:
-        """The Optax transformation."""
-        warmup = min(500, self.steps // 20) if self.warmup is None else self.warmup
-        schedule = optax.warmup_cosine_decay_schedule(
-            init_value=0.0,
-            peak_value=self.learning_rate,
-            warmup_steps=max(warmup, 1),
-            decay_steps=max(self.steps, warmup + 1),
-            end_value=self.learning_rate * 1e-2,
-        )
-        return optax.chain(
-            optax.clip_by_global_norm(self.clip), optax.adam(schedule, b1=self.b1, b2=self.b2)
-        )
-
-    def init(self, params):
-        return self.transformation().init(params)
-
-    def update(self, grads, state, params=None):
-        return self.transformation().update(grads, state, params)
-
-    def describe(self) -> dict[str, Any]:
-        """The configuration as plain numbers."""
-        return {
-            "optimizer": "adam",
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-        }
-
-
-def default_optimizer(
-    steps: int, learning_rate: float = 2e-3, warmup: int | None = None, clip: float = 1.0
-) -> Adam:
-    """Adam with linear warm-up, cosine decay to 1% and global-norm clipping."""
-    return Adam(steps=steps, learning_rate=learning_rate, warmup=warmup, clip=clip)
 
 
 def _describe_optimizer(optimizer) -> Any:
@@ -171,7 +113,7 @@ class Trainer(eqx.Module):
     Arguments:
         objective: the loss (an :class:`~flowlab.objectives.AbstractObjective`, or any
             callable ``loss(model, batch, key)``).
-        optimizer: an Optax transformation (e.g. :class:`Adam`).
+        optimizer: an Optax transformation (e.g. :class:`~flowlab.optim.Adam`).
         static: the non-trained part of the model (from ``eqx.partition``).
         batch_size: points per step, drawn uniformly with replacement.
         ema_decay: decay of the weights' exponential moving average, or ``None``.
@@ -292,7 +234,7 @@ def fit(
         key: PRNG key; the whole run is a function of it.
         steps: total optimiser steps.
         batch_size: points per step, drawn uniformly with replacement.
-        optimizer: an Optax transformation (default :func:`default_optimizer`).
+        optimizer: an Optax transformation (default :func:`~flowlab.optim.default_optimizer`).
         eval_every: steps between hold-out evaluations (and checkpoints).
         ema_decay: keep an exponential moving average of the weights with this decay and
             return it (hold-out losses are then those of the average).

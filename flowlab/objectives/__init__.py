@@ -1,0 +1,58 @@
+r"""Every training objective, one file per kind: ``objective(model, batch, key) -> loss``.
+
+An objective is an Equinox module (its fields are its configuration, recorded in
+checkpoints) that maps a model, a batch of data points (data coordinates) and a key to a
+scalar loss, or to ``(loss, aux)`` with ``aux`` a dict of scalars that
+:func:`~flowlab.fit` records every step (e.g. each player's loss of a GAN). Every
+objective declares ``holdout_repeats``: how many noise draws per hold-out point ``fit``
+averages when it evaluates the hold-out loss with a fixed key.
+
+An objective that carries state from step to step (e.g. the replay buffer of contrastive
+divergence) subclasses :class:`AbstractStatefulObjective`; ``fit`` threads its state
+through the fused training scan and checkpoints it.
+
+* :class:`FlowMatching` (``flow_matching.py``): conditional flow matching for a
+  :class:`~flowlab.CNF`, with minibatch couplings from :mod:`flowlab.couplings`.
+* :class:`MaximumLikelihood` (``likelihood.py``): $-\mathbb{E}\log p(x)$ for any
+  exact-likelihood model, through the augmented ODE for an ODE flow.
+* :class:`DenoisingScoreMatching`, :class:`SingleNoiseDSM`, :class:`EnergyDSM`
+  (``score_matching.py``): DSM for a Gaussian-kernel diffusion (continuous or discrete
+  time), at one noise level, and with an energy's score.
+* :class:`NegativeELBO` (``elbo.py``): the negative ELBO of a VAE.
+* :class:`ContrastiveDivergence` (``contrastive.py``): persistent CD for an energy model.
+* :class:`NonSaturatingGAN` (``adversarial.py``): the two-player GAN game as one loss.
+"""
+
+from ._base import AbstractObjective as AbstractObjective
+from ._base import AbstractStatefulObjective as AbstractStatefulObjective
+from .adversarial import EQUILIBRIUM_D_LOSS as EQUILIBRIUM_D_LOSS
+from .adversarial import EQUILIBRIUM_G_LOSS as EQUILIBRIUM_G_LOSS
+from .adversarial import NonSaturatingGAN as NonSaturatingGAN
+from .adversarial import discriminator_loss as discriminator_loss
+from .adversarial import generator_loss as generator_loss
+from .contrastive import ContrastiveDivergence as ContrastiveDivergence
+from .elbo import NegativeELBO as NegativeELBO
+from .flow_matching import FlowMatching as FlowMatching
+from .likelihood import MaximumLikelihood as MaximumLikelihood
+from .score_matching import WEIGHTINGS as WEIGHTINGS
+from .score_matching import DenoisingScoreMatching as DenoisingScoreMatching
+from .score_matching import EnergyDSM as EnergyDSM
+from .score_matching import SingleNoiseDSM as SingleNoiseDSM
+
+__all__ = [
+    "EQUILIBRIUM_D_LOSS",
+    "EQUILIBRIUM_G_LOSS",
+    "WEIGHTINGS",
+    "AbstractObjective",
+    "AbstractStatefulObjective",
+    "ContrastiveDivergence",
+    "DenoisingScoreMatching",
+    "EnergyDSM",
+    "FlowMatching",
+    "MaximumLikelihood",
+    "NegativeELBO",
+    "NonSaturatingGAN",
+    "SingleNoiseDSM",
+    "discriminator_loss",
+    "generator_loss",
+]

@@ -1,0 +1,44 @@
+"""The objective protocol: ``objective(model, batch, key) -> loss``, stateless or stateful."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import equinox as eqx
+
+from .._typing import Array, Key, Points
+
+__all__ = ["AbstractObjective", "AbstractStatefulObjective"]
+
+
+class AbstractObjective(eqx.Module):
+    """A training loss ``objective(model, batch, key) -> loss`` or ``(loss, aux)``.
+
+    Attributes:
+        holdout_repeats: noise draws per hold-out point when ``fit`` evaluates the hold-out
+            loss (reduces the variance of the curve; the key is fixed).
+    """
+
+    holdout_repeats: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def __call__(self, model: Any, x: Points, key: Key) -> Array | tuple[Array, dict]:
+        """The loss on the batch ``x`` (data coordinates)."""
+
+
+class AbstractStatefulObjective(AbstractObjective):
+    """An objective with state carried from one training step to the next.
+
+    ``fit`` calls ``init_state`` once, then ``step`` at every training step (threading the
+    state through its fused scan and checkpoint); the hold-out loss uses ``__call__``.
+    """
+
+    @abc.abstractmethod
+    def init_state(self, model: Any, data: Points, key: Key) -> Any:
+        """The initial state (a pytree of arrays)."""
+
+    @abc.abstractmethod
+    def step(self, model: Any, x: Points, key: Key, state: Any) -> tuple[Array, dict, Any]:
+        """``(loss, aux, new_state)`` for one training step; gradients flow through
+        ``loss`` only."""
