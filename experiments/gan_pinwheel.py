@@ -37,8 +37,9 @@ from lab.registry import FAMILIES, SMOKE, build_optimizer
 from lab.registry import build_model as build_model  # flowlab.load_model(path, build_model)
 
 from flowlab import datasets, plotting
-from flowlab.gan import EQUILIBRIUM_D_LOSS, EQUILIBRIUM_G_LOSS, GAN, sample_diagnostics
+from flowlab.gan import GAN, sample_diagnostics
 from flowlab.metrics import energy_distance
+from flowlab.objectives import EQUILIBRIUM_D_LOSS, EQUILIBRIUM_G_LOSS
 
 # The factory's GAN defaults (steps=10k, latent 8, MLPs 128x3 leaky ReLU, batch 256, both
 # players' rates 1e-3 with b1=0.5, R1 0.1): on pinwheel (seed 0) the energy distance to fresh

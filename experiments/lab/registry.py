@@ -87,13 +87,13 @@ def _gan(hp, key, std):
 
 
 def _gan_objective(hp):
-    from flowlab.gan import NonSaturatingGAN
+    from flowlab.objectives import NonSaturatingGAN
 
     return NonSaturatingGAN(r1=hp.get("r1", 0.0))
 
 
 def _gan_optimizer(hp):
-    from flowlab.gan import TwoPlayerAdam
+    from flowlab.optim import TwoPlayerAdam
 
     return TwoPlayerAdam(
         steps=hp["steps"],
@@ -123,7 +123,7 @@ def _vae(hp, key, std):
 
 
 def _vae_objective(hp):
-    from flowlab.vae import NegativeELBO
+    from flowlab.objectives import NegativeELBO
 
     return NegativeELBO(num_samples=hp.get("num_samples", 1))
 
@@ -144,7 +144,7 @@ def _ebm(hp, key, std):
 
 
 def _ebm_objective(hp):
-    from flowlab.ebm import ContrastiveDivergence
+    from flowlab.objectives import ContrastiveDivergence
 
     return ContrastiveDivergence(
         langevin_steps=hp["langevin_steps"],
