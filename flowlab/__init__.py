@@ -24,8 +24,6 @@ from ._checkpoint import atomic_write_text as atomic_write_text
 from ._checkpoint import load_model as load_model
 from ._checkpoint import read_header as read_header
 from ._checkpoint import save_model as save_model
-from ._denoising import AbstractGaussianDiffusion as AbstractGaussianDiffusion
-from ._denoising import AbstractScoreModel as AbstractScoreModel
 from ._fit import History as History
 from ._fit import Trainer as Trainer
 from ._fit import TrainState as TrainState
@@ -45,6 +43,11 @@ from ._ode import batch_value_and_divergence as batch_value_and_divergence
 from ._ode import flow_solve as flow_solve
 from ._ode import standard_normal_log_prob as standard_normal_log_prob
 from ._ode import value_and_divergence as value_and_divergence
+from ._protocols import AbstractEnergyModel as AbstractEnergyModel
+from ._protocols import AbstractGaussianDiffusion as AbstractGaussianDiffusion
+from ._protocols import AbstractLatentModel as AbstractLatentModel
+from ._protocols import AbstractScoreModel as AbstractScoreModel
+from ._protocols import AbstractSDEModel as AbstractSDEModel
 from ._schedule import LinearBetaSchedule as LinearBetaSchedule
 from ._standardize import Standardize as Standardize
 from .cnf import CNF as CNF
@@ -108,6 +111,9 @@ __all__ = [
     "AbstractModel",
     "AbstractSDE",
     "AbstractScoreModel",
+    "AbstractEnergyModel",
+    "AbstractLatentModel",
+    "AbstractSDEModel",
     "Adam",
     "DenoisingScoreMatching",
     "Diffusion",

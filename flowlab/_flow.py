@@ -70,10 +70,6 @@ class AbstractFlow(AbstractExactLikelihood):
 
     # -- options -------------------------------------------------------------------------
 
-    @property
-    def likelihood_kind(self) -> str:
-        return "exact"
-
     def with_options(self, **solver_options: Any):
         """The same model with some :class:`~flowlab.SolverOptions` fields changed (any
         field; an unknown name raises)."""
@@ -116,9 +112,7 @@ class AbstractFlow(AbstractExactLikelihood):
 
     # -- sampling ------------------------------------------------------------------------
 
-    def sample_with_stats(
-        self, key: Key, n: int, *, sampler: Any = None, throw: bool = True
-    ) -> tuple[Points, Stats]:
+    def sample_with_stats(self, key: Key, n: int, *, sampler: Any = None) -> tuple[Points, Stats]:
         """``n`` samples (shape ``(n, d)``, data coordinates) and what they cost.
 
         Arguments:
@@ -126,13 +120,26 @@ class AbstractFlow(AbstractExactLikelihood):
             n: number of samples.
             sampler: a sampler object from :mod:`flowlab.samplers` that supports this
                 model; default: the ODE from ``t_base`` to ``t_data`` with the model's
-                own solver options.
-            throw: for the ODE: raise on solver failure, or return NaN.
+                own solver options (:meth:`ode_sample_with_stats`; pass
+                ``samplers.ODE(throw=False)`` for NaN instead of an error on failure).
         """
         n = check_count(n)
         if sampler is None:
-            return _sample(self, self.prior_sample(key, n), throw)
+            return self.ode_sample_with_stats(key, n)
         return sampler(self, key, n)
+
+    def ode_sample_with_stats(
+        self, key: Key, n: int, *, throw: bool = True
+    ) -> tuple[Points, Stats]:
+        """``n`` samples from the ODE from ``t_base`` to ``t_data`` with the model's own
+        solver options, and the solver's statistics (what :class:`~flowlab.samplers.ODE`
+        runs).
+
+        Arguments:
+            throw: raise on solver failure, or return NaN with ``stats.success = False``.
+        """
+        n = check_count(n)
+        return _sample(self, self.prior_sample(key, n), throw)
 
     def sample_and_log_prob(self, key: Key, n: int, *, throw: bool = True) -> tuple[Points, Values]:
         r"""``n`` ODE samples and their exact log-densities from one augmented solve from

@@ -9,18 +9,22 @@ A model is an Equinox module that
   :class:`~flowlab.Stats` for every family (steps, network evaluations, success);
 * says what it trains: ``trainable_fields`` names the sub-modules whose inexact arrays the
   optimiser updates (the standardisation, an SDE or a noise schedule never are);
-* declares its likelihood kind (:data:`LIKELIHOOD_KINDS`):
+* declares its likelihood kind (:data:`LIKELIHOOD_KINDS`) by its type alone:
 
-  - ``"exact"``: ``log_prob(x)`` is $\log p(x)$ up to a stated numerical error (an adaptive
-    ODE solve with the exact trace, or a quadrature with its error estimate);
-  - ``"bound"``: ``log_prob_bound(x, key=...)`` is a named lower bound on $\log p(x)$
+  - ``"exact"`` (an :class:`AbstractExactLikelihood`): ``log_prob(x)`` is $\log p(x)$ up
+    to a stated numerical error (an adaptive ODE solve with the exact trace, or a
+    quadrature with its error estimate);
+  - ``"bound"`` (an :class:`AbstractBoundLikelihood` and no exact one):
+    ``log_prob_bound(x, key=...)`` is a named lower bound on $\log p(x)$
     (``bound_name``, e.g. the ELBO), and no exact value is available;
-  - ``"none"``: only samples; compare by the sample-based metrics of
+  - ``"none"`` (neither): only samples; compare by the sample-based metrics of
     :mod:`flowlab.metrics`.
 
 Families mix in :class:`AbstractExactLikelihood` and/or :class:`AbstractBoundLikelihood`;
-a model may have both (a VAE with a 2D latent has an exact marginal by quadrature and its
-ELBO). :func:`likelihood_kind` is the one place the kind is read.
+a model may have both (a :class:`~flowlab.VAE`, with a latent of dimension one or two, has
+an exact marginal by quadrature and its ELBO; a :class:`~flowlab.vae.BoundVAE` only the
+ELBO). :func:`likelihood_kind` is the one place the kind is read, from the mixins; there is
+no second statement of it to disagree with the type.
 
 Following Equinox's abstract-or-final pattern, every class here is abstract; the families
 (:class:`~flowlab.CNF`, :class:`~flowlab.Diffusion`, :class:`~flowlab.DDPM`,
@@ -30,7 +34,7 @@ Following Equinox's abstract-or-final pattern, every class here is abstract; the
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -71,18 +75,20 @@ class AbstractModel(eqx.Module):
     standardize: eqx.AbstractVar[Standardize | None]
     trainable_fields: eqx.AbstractClassVar[tuple[str, ...]]
 
-    @property
     @abc.abstractmethod
-    def likelihood_kind(self) -> LikelihoodKind:
-        """``"exact"``, ``"bound"`` or ``"none"``."""
+    def sample_with_stats(self, key: Key, n: int, *, sampler: Any = None) -> tuple[Points, Stats]:
+        """``n`` samples, shape ``(n, d)`` in data coordinates, and what they cost.
 
-    @abc.abstractmethod
-    def sample_with_stats(self, key: Key, n: int, **kwargs: Any) -> tuple[Points, Stats]:
-        """``n`` samples, shape ``(n, d)`` in data coordinates, and what they cost."""
+        Arguments:
+            key: PRNG key.
+            n: number of samples.
+            sampler: a sampler object from :mod:`flowlab.samplers` that supports the model
+                (``None``: the family's default sampler).
+        """
 
-    def sample(self, key: Key, n: int, **kwargs: Any) -> Points:
+    def sample(self, key: Key, n: int, *, sampler: Any = None) -> Points:
         """``n`` samples, shape ``(n, d)``, in data coordinates; see ``sample_with_stats``."""
-        return self.sample_with_stats(key, n, **kwargs)[0]
+        return self.sample_with_stats(key, n, sampler=sampler)[0]
 
     def trainable(self) -> Any:
         """The Equinox filter spec of what training updates: the inexact arrays of the
@@ -153,13 +159,16 @@ class AbstractBoundLikelihood(AbstractModel):
 
 
 def likelihood_kind(model: AbstractModel) -> LikelihoodKind:
-    """The likelihood kind that ``model`` declares (``"exact"``, ``"bound"`` or ``"none"``)."""
+    """The likelihood kind of ``model``, read from its type: ``"exact"`` for an
+    :class:`AbstractExactLikelihood`, else ``"bound"`` for an
+    :class:`AbstractBoundLikelihood`, else ``"none"``."""
     if not isinstance(model, AbstractModel):
         raise TypeError(f"expected a flowlab model (an AbstractModel), got {type(model).__name__}")
-    kind = model.likelihood_kind
-    if kind not in LIKELIHOOD_KINDS:
-        raise ValueError(f"{type(model).__name__} declares likelihood kind {kind!r}")
-    return kind
+    if isinstance(model, AbstractExactLikelihood):
+        return "exact"
+    if isinstance(model, AbstractBoundLikelihood):
+        return "bound"
+    return "none"
 
 
 def trainable_filter(model: Any) -> Any:
@@ -168,6 +177,3 @@ def trainable_filter(model: Any) -> Any:
     if isinstance(model, AbstractModel):
         return model.trainable()
     return jax.tree_util.tree_map(eqx.is_inexact_array, model)
-
-
-_ = ClassVar  # typing of class-level attributes in subclasses

@@ -39,12 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_count
-from ._denoising import AbstractGaussianDiffusion
 from ._model import AbstractBoundLikelihood
 from ._ode import Stats
+from ._protocols import AbstractGaussianDiffusion
 from ._schedule import LinearBetaSchedule
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Time, Values
+from .samplers import Ancestral
 
 __all__ = ["DDPM"]
 
@@ -85,10 +86,6 @@ class DDPM(AbstractGaussianDiffusion, AbstractBoundLikelihood):
         self.schedule = LinearBetaSchedule() if schedule is None else schedule
         self.schedule.discrete(self.num_steps)  # validates
         self.data_size, self.standardize = resolve_data_size(network, data_size, standardize)
-
-    @property
-    def likelihood_kind(self) -> str:
-        return "bound"
 
     # -- the schedule ------------------------------------------------------------------------
 
@@ -134,8 +131,6 @@ class DDPM(AbstractGaussianDiffusion, AbstractBoundLikelihood):
     def sample_with_stats(self, key: Key, n: int, *, sampler=None) -> tuple[Points, Stats]:
         """``n`` samples (data coordinates) and their cost; default sampler: ancestral over
         all $T$ steps (:class:`~flowlab.samplers.Ancestral`)."""
-        from .samplers import Ancestral
-
         sampler = Ancestral() if sampler is None else sampler
         return sampler(self, key, check_count(n))
 

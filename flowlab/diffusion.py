@@ -26,11 +26,12 @@ import jax
 import jax.numpy as jnp
 
 from ._checks import check_count
-from ._denoising import AbstractGaussianDiffusion
 from ._flow import AbstractFlow
 from ._ode import SolverOptions
+from ._protocols import AbstractSDEModel
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Time, Values
+from .samplers import AbstractStepSampler, EulerMaruyama
 from .sde import VPSDE, AbstractSDE
 
 __all__ = ["Diffusion", "ProbabilityFlow"]
@@ -59,7 +60,7 @@ class ProbabilityFlow(eqx.Module):
         return self.sde.drift(t, x) - 0.5 * g**2 * self.score(t, x)
 
 
-class Diffusion(AbstractFlow, AbstractGaussianDiffusion):
+class Diffusion(AbstractFlow, AbstractSDEModel):
     r"""A score-based diffusion model with exact probability-flow likelihoods.
 
     An ODE flow whose field is the probability flow, with ``t_base = 1`` (the SDE's prior)
@@ -155,8 +156,6 @@ class Diffusion(AbstractFlow, AbstractGaussianDiffusion):
         ($t = \epsilon$): ``(ts, xs)`` with ``xs`` of shape ``(steps + 1, n, d)`` (the prior
         draw, then the noise-free mean of each step; the last state equals
         ``sample(key, n, sampler=sampler)``). Default: Euler–Maruyama with 500 steps."""
-        from .samplers import AbstractStepSampler, EulerMaruyama
-
         sampler = EulerMaruyama(steps=500) if sampler is None else sampler
         if not isinstance(sampler, AbstractStepSampler):
             raise ValueError(

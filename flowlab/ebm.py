@@ -75,13 +75,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_count
-from ._denoising import AbstractScoreModel
 from ._model import AbstractExactLikelihood
 from ._ode import Stats
+from ._protocols import AbstractEnergyModel
 from ._quadrature import evaluate_on_rule, log_integral
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Values
 from .nn import get_activation
+from .samplers import Langevin
 
 __all__ = ["EBM", "data_box", "energy_mlp"]
 
@@ -138,7 +139,7 @@ def _check_box(box, d: int | None) -> tuple[tuple[float, float], ...]:
     return box
 
 
-class EBM(AbstractExactLikelihood, AbstractScoreModel):
+class EBM(AbstractExactLikelihood, AbstractEnergyModel):
     r"""An energy-based model $p(z) \propto e^{-E(z)}$ on the standardised plane with an
     exact, quadrature-normalised likelihood (see the module docstring for $E$, the wall and
     the outside-mass bound).
@@ -221,10 +222,6 @@ class EBM(AbstractExactLikelihood, AbstractScoreModel):
             standardize=standardize,
             **kwargs,
         )
-
-    @property
-    def likelihood_kind(self) -> str:
-        return "exact"
 
     # -- the energy ------------------------------------------------------------------------
 
@@ -396,8 +393,6 @@ class EBM(AbstractExactLikelihood, AbstractScoreModel):
     def default_sampler(self, steps: int = 5000):
         r"""Annealed Langevin dynamics from uniform noise on the data box: $\eta$ from
         $3 \times 10^{-2}$ to $10^{-3}$ (standardised units$^2$), ``steps`` energy gradients."""
-        from .samplers import Langevin
-
         return Langevin(steps=check_count(steps, "steps"), step_size=3e-2, final_step_size=1e-3)
 
     def sample_with_stats(self, key: Key, n: int, *, sampler=None) -> tuple[Points, Stats]:

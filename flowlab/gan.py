@@ -123,10 +123,6 @@ class GAN(AbstractModel):
             generator, discriminator, latent_size, data_size=data_size, standardize=standardize
         )
 
-    @property
-    def likelihood_kind(self) -> str:
-        return "none"
-
     def latent_sample(self, key: Key, n: int) -> Points:
         """``n`` latents $u \\sim N(0, I_k)$, shape ``(n, k)``."""
         return jax.random.normal(key, (n, self.latent_size))

@@ -9,35 +9,45 @@ appear only at the command-line edge (:data:`SAMPLER_NAMES` / :func:`get_sampler
 | sampler | models | NFE |
 |---|---|---|
 | :class:`ODE` | any ODE flow (CNF, diffusion PF-ODE) | adaptive, counted |
-| :class:`EulerMaruyama` | :class:`~flowlab.Diffusion` (reverse SDE) | ``steps`` |
-| :class:`PredictorCorrector` | :class:`~flowlab.Diffusion` | ``2 * steps`` |
+| :class:`EulerMaruyama` | SDE models (``AbstractSDEModel``): ``Diffusion`` | ``steps`` |
+| :class:`PredictorCorrector` | SDE models: ``Diffusion`` | ``2 * steps`` |
 | :class:`Ancestral` | Gaussian-kernel diffusions: ``Diffusion``, ``DDPM`` | ``steps`` |
 | :class:`DDIM` | Gaussian-kernel diffusions: ``Diffusion``, ``DDPM`` | ``steps`` |
 | :class:`Langevin` | score models: ``SingleNoiseScore``, energy models | ``steps`` |
+| :class:`Decoder` | latent-variable models: ``VAE`` | 1 |
 
 Fixed-step samplers work in the model's standardised coordinates, start from its prior
 and return the noise-free mean of their last step in data coordinates; their
-``trajectories`` method returns every step. :func:`langevin` is the one Langevin-dynamics
-loop, shared by the :class:`Langevin` sampler and every model that needs one.
+``trajectories`` method returns every step. Each sampler asks for a protocol
+(:mod:`flowlab._protocols`), never for a concrete family. :func:`langevin` is the one
+Langevin-dynamics loop, shared by the :class:`Langevin` sampler and every model that needs one.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ._checks import check_count
-from ._denoising import AbstractGaussianDiffusion, AbstractScoreModel
 from ._flow import AbstractFlow
 from ._ode import SolverOptions, Stats
+from ._protocols import (
+    AbstractGaussianDiffusion,
+    AbstractLatentModel,
+    AbstractScoreModel,
+    AbstractSDEModel,
+)
 from ._typing import Array, Key, Points
 
 __all__ = [
     "DDIM",
     "ODE",
+    "AncestralVariance",
+    "Decoder",
     "SAMPLER_NAMES",
     "AbstractSampler",
     "AbstractStepSampler",
@@ -78,7 +88,7 @@ class ODE(AbstractSampler):
         _require(model, AbstractFlow, "ODE", "an ODE flow (CNF, Diffusion)")
         if self.options is not None:
             model = eqx.tree_at(lambda m: m.options, model, self.options)
-        return model.sample_with_stats(key, n, throw=self.throw)
+        return model.ode_sample_with_stats(key, n, throw=self.throw)
 
 
 class AbstractStepSampler(AbstractSampler):
@@ -158,9 +168,7 @@ def _batch(fn):
 
 
 def _check_sde_model(model, name: str) -> None:
-    from .diffusion import Diffusion
-
-    _require(model, Diffusion, name, "a continuous-time Diffusion (an SDE)")
+    _require(model, AbstractSDEModel, name, "an SDE model (AbstractSDEModel, e.g. a Diffusion)")
 
 
 def _diffusion_score(model, t, z):
@@ -233,6 +241,21 @@ def _x0_and_noise(model, z, t):
     return (z - s_t * eps) / a_t, eps
 
 
+class AncestralVariance(enum.StrEnum):
+    """The noise variance of an :class:`Ancestral` step: ``BETA`` (the forward variance,
+    Ho et al.'s $\\sigma_t^2 = \beta_t$) or ``POSTERIOR`` ($\tilde\beta$)."""
+
+    BETA = "beta"
+    POSTERIOR = "posterior"
+
+
+def _ancestral_variance(value) -> AncestralVariance:
+    try:
+        return AncestralVariance(value)
+    except ValueError:
+        raise ValueError(f"expected variance 'beta' or 'posterior', got {value!r}") from None
+
+
 class Ancestral(AbstractStepSampler):
     r"""Ancestral sampling (Ho et al. 2020, Algorithm 2) of any Gaussian-kernel diffusion.
 
@@ -248,15 +271,13 @@ class Ancestral(AbstractStepSampler):
     Arguments:
         steps: number of steps (``None``: the model's ``default_steps``, every step of a
             DDPM's schedule or 1000 for a continuous-time model).
-        variance: ``"beta"`` or ``"posterior"``.
+        variance: an :class:`AncestralVariance` or its name, ``"beta"`` or ``"posterior"``.
     """
 
     steps: int | None = eqx.field(static=True, default=None)
-    variance: str = eqx.field(static=True, default="beta")
-
-    def __check_init__(self):
-        if self.variance not in ("beta", "posterior"):
-            raise ValueError(f"expected variance 'beta' or 'posterior', got {self.variance!r}")
+    variance: AncestralVariance = eqx.field(
+        static=True, default=AncestralVariance.BETA, converter=_ancestral_variance
+    )
 
     @property
     def nfe_per_step(self) -> int:
@@ -272,7 +293,7 @@ class Ancestral(AbstractStepSampler):
         r = a_t / a_s
         v = jnp.maximum(s_t**2 - r**2 * s_s**2, 0.0)
         mean = (r * s_s**2 * z + a_s * v * x0) / s_t**2
-        var = v if self.variance == "beta" else s_s**2 * v / s_t**2
+        var = v if self.variance is AncestralVariance.BETA else s_s**2 * v / s_t**2
         return mean, mean + jnp.sqrt(var) * jax.random.normal(key, z.shape, z.dtype)
 
 
@@ -393,7 +414,36 @@ def _langevin_sample(sampler: Langevin, model, key, n: int):
     return model.standardizer(z0.shape[-1]).inverse(mean)
 
 
-SAMPLER_NAMES: tuple[str, ...] = ("ode", "em", "pc", "ddpm", "ddim", "langevin")
+# -- one decoder pass (latent-variable models) ---------------------------------------------
+
+
+class Decoder(AbstractSampler):
+    r"""One pass of a latent-variable model's decoder: $z \sim N(0, I_k)$, then
+    $u = m(z) + \sigma(z)\odot\varepsilon$ (``noise=True``: samples of the model) or the
+    decoder means $u = m(z)$ (``noise=False``: not samples of the model's density), mapped
+    to data coordinates. One step, one (batched) decoder evaluation.
+
+    Arguments:
+        noise: add the decoder noise.
+    """
+
+    noise: bool = eqx.field(static=True, default=True)
+
+    def __call__(self, model, key: Key, n: int) -> tuple[Points, Stats]:
+        _require(model, AbstractLatentModel, "decoder", "a latent-variable model (a VAE)")
+        return _decode(model, key, check_count(n), bool(self.noise)), Stats.fixed(1, 1)
+
+
+@eqx.filter_jit
+def _decode(model, key, n: int, noise: bool):
+    k_z, k_eps = jax.random.split(key)
+    z = jax.random.normal(k_z, (n, model.latent_size))
+    mean, std = jax.vmap(model.likelihood)(z)
+    u = mean + std * jax.random.normal(k_eps, mean.shape, mean.dtype) if noise else mean
+    return model.standardizer().inverse(u)
+
+
+SAMPLER_NAMES: tuple[str, ...] = ("ode", "em", "pc", "ddpm", "ddim", "langevin", "decoder")
 """Names accepted by :func:`get_sampler` (for command-line flags)."""
 
 
@@ -406,6 +456,7 @@ def get_sampler(name: str, **kwargs) -> AbstractSampler:
         "ddpm": Ancestral,
         "ddim": DDIM,
         "langevin": Langevin,
+        "decoder": Decoder,
     }
     if name not in classes:
         raise ValueError(f"unknown sampler {name!r}; expected one of: {', '.join(classes)}")

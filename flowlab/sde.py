@@ -80,11 +80,15 @@ class AbstractSDE(eqx.Module):
 class _AbstractLinearBetaSDE(AbstractSDE):
     r"""The drift $-\tfrac12\beta(t)\,x$ of the VP family with the shared
     :class:`~flowlab._schedule.LinearBetaSchedule`: $a(t) = e^{-B(t)/2}$, prior
-    $\mathcal{N}(0, I)$. Subclasses choose the diffusion and with it $\sigma(t)$."""
+    $\mathcal{N}(0, I)$. Subclasses hold the fields and choose the diffusion and with it
+    $\sigma(t)$.
 
-    beta_min: float = eqx.field(static=True, default=0.1)
-    beta_max: float = eqx.field(static=True, default=20.0)
-    eps: float = eqx.field(static=True, default=1e-3)
+    Attributes:
+        beta_min, beta_max: $0 < \beta_{\min} < \beta_{\max}$.
+    """
+
+    beta_min: eqx.AbstractVar[float]
+    beta_max: eqx.AbstractVar[float]
 
     @property
     def schedule(self) -> LinearBetaSchedule:
@@ -130,6 +134,10 @@ class VPSDE(_AbstractLinearBetaSDE):
         eps: data time (default $10^{-3}$).
     """
 
+    beta_min: float = eqx.field(static=True, default=0.1)
+    beta_max: float = eqx.field(static=True, default=20.0)
+    eps: float = eqx.field(static=True, default=1e-3)
+
     def diffusion(self, t: Time) -> Array:
         return jnp.sqrt(self.beta(t))
 
@@ -148,6 +156,10 @@ class SubVPSDE(_AbstractLinearBetaSDE):
         beta_min, beta_max: $0 < \beta_{\min} < \beta_{\max}$.
         eps: data time (default $10^{-3}$).
     """
+
+    beta_min: float = eqx.field(static=True, default=0.1)
+    beta_max: float = eqx.field(static=True, default=20.0)
+    eps: float = eqx.field(static=True, default=1e-3)
 
     def diffusion(self, t: Time) -> Array:
         return jnp.sqrt(self.beta(t) * -jnp.expm1(-2.0 * self.integrated_beta(t)))

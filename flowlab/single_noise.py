@@ -22,10 +22,11 @@ import jax
 import jax.numpy as jnp
 
 from ._checks import check_count
-from ._denoising import AbstractScoreModel
 from ._ode import Stats
+from ._protocols import AbstractScoreModel
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Key, Point, Points
+from .samplers import Langevin
 
 __all__ = ["SingleNoiseScore"]
 
@@ -61,10 +62,6 @@ class SingleNoiseScore(AbstractScoreModel):
         self.sigma = float(sigma)
         self.data_size, self.standardize = resolve_data_size(network, data_size, standardize)
 
-    @property
-    def likelihood_kind(self) -> str:
-        return "none"
-
     def predict_noise(self, z: Point) -> Point:
         r"""$\hat\varepsilon_\theta(z)$ at one standardised point."""
         return self.network(jnp.zeros((), z.dtype), z)
@@ -78,8 +75,6 @@ class SingleNoiseScore(AbstractScoreModel):
 
     def default_sampler(self, steps: int = 1000):
         r"""Langevin with $\eta$ from $\max(0.1\sigma^2, 10^{-3})$ down to a tenth of it."""
-        from .samplers import Langevin
-
         return Langevin(steps=steps, step_size=max(0.1 * self.sigma**2, 1e-3))
 
     def sample_with_stats(self, key: Key, n: int, *, sampler=None) -> tuple[Points, Stats]:
@@ -100,8 +95,6 @@ class SingleNoiseScore(AbstractScoreModel):
         r"""``n`` samples from ``steps`` of Langevin dynamics started at $N(0, I)$ in
         standardised coordinates, $\eta$ annealed geometrically from ``step_size`` (default
         $\max(0.1\sigma^2, 10^{-3})$) to ``final_step_size`` (default ``step_size / 10``)."""
-        from .samplers import Langevin
-
         eta0 = max(0.1 * self.sigma**2, 1e-3) if step_size is None else float(step_size)
         sampler = Langevin(
             steps=check_count(steps, "steps"), step_size=eta0, final_step_size=final_step_size

@@ -9,7 +9,7 @@ The model works in standardised coordinates $u = (x - \mu)/s$ (see
 * decoder $p_\theta(u \mid z) = \mathcal{N}(m_\theta(z), \operatorname{diag}\sigma^2)$;
 * encoder $q_\phi(z \mid u) = \mathcal{N}(\mu_\phi(u), \operatorname{diag} s_\phi(u)^2)$.
 
-**Decoder variance** (``variance``):
+**Decoder variance** (``variance``, a :class:`Variance`; its string value is accepted):
 
 * ``"learned"`` (default): one learned standard deviation per data coordinate,
   $\sigma_i = \sigma_{\min} + \operatorname{softplus}(\rho_i)$;
@@ -24,29 +24,39 @@ keeps the latent integrand wide enough for the quadrature to resolve.
 **Likelihoods**, all in nats in data coordinates (the standardisation's log-determinant
 $-\sum_i \log s_i$ added):
 
-* :meth:`VAE.log_prob_bound`: the ELBO
+**Two final classes**, by what the likelihood is (the type says it, see
+:func:`~flowlab.likelihood_kind`): :class:`VAE` (latent dimension one or two) has the exact
+marginal by quadrature and the bounds, likelihood kind *exact*; :class:`BoundVAE` (any
+latent dimension) has the bounds only, likelihood kind *bound*. Both share
+:class:`AbstractVAE`; :meth:`AbstractVAE.from_mlps` picks the class from the latent size.
+
+* :meth:`AbstractVAE.log_prob_bound`: the ELBO
   $\mathbb{E}_q \log p(u \mid z) - \mathrm{KL}(q(z\mid u)\,\|\,p(z))$ (reparameterised Monte
   Carlo for the first term, the KL in closed form);
-* :meth:`VAE.iwae`: the importance-weighted bound (Burda et al. 2016)
+* :meth:`AbstractVAE.iwae`: the importance-weighted bound (Burda et al. 2016)
   $\mathbb{E}\log \frac1K \sum_{k} p(u, z_k)/q(z_k \mid u)$, $z_k \sim q$, which tightens
   to $\log p$ as $K$ grows;
-* :meth:`VAE.log_prob` (latent dimension at most two): the exact marginal
+* :meth:`VAE.log_prob` (a :class:`VAE`: latent dimension at most two): the exact marginal
   $\log p(u) = \log \int p(u \mid z) p(z)\,dz$ by the trapezoid rule on a uniform grid over
-  $[-L, L]^k$ (:meth:`VAE.log_prob_with_error` returns the error estimate). The rule
+  $[-L, L]^k$ (:func:`flowlab._quadrature.trapezoid_rule`;
+  :meth:`VAE.log_prob_with_error` returns the error estimate). The rule
   converges geometrically for a smooth integrand once the grid resolves it; its error is
   estimated by the difference with the grid of half the resolution (every other node, so
   free), and the prior mass outside the box adds at most
   $P(\|z\|_\infty > L)\max_z p(u \mid z) \le P(\|z\|_\infty > L)
   \prod_i (2\pi\sigma_{\min,i}^2)^{-1/2}$, a rigorous bound that is added too.
 
-Train with :class:`~flowlab.objectives.NegativeELBO` through :func:`~flowlab.fit`.
+Train with :class:`~flowlab.objectives.NegativeELBO` through :func:`~flowlab.fit`; sample
+with :class:`~flowlab.samplers.Decoder` (the default; ``Decoder(noise=False)`` gives the
+decoder means).
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -57,14 +67,40 @@ import scipy.special
 from ._checks import check_count
 from ._model import AbstractBoundLikelihood, AbstractExactLikelihood
 from ._ode import Stats
+from ._protocols import AbstractLatentModel
+from ._quadrature import tensor_product, trapezoid_rule
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Values
 from .nn import get_activation
+from .samplers import Decoder
 
-__all__ = ["VARIANCES", "VAE"]
+__all__ = ["VARIANCES", "AbstractVAE", "BoundVAE", "VAE", "Variance"]
 
-VARIANCES: tuple[str, ...] = ("learned", "per_latent", "fixed")
-"""How a :class:`VAE`'s decoder variance is set."""
+
+class Variance(enum.StrEnum):
+    """How a VAE's decoder variance is set (see the module docstring)."""
+
+    LEARNED = "learned"
+    PER_LATENT = "per_latent"
+    FIXED = "fixed"
+
+    @classmethod
+    def of(cls, value: str | Variance) -> Variance:
+        """``value`` as a :class:`Variance`; ``ValueError`` naming the choices otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(
+                f"unknown variance {value!r}; expected one of: {', '.join(VARIANCES)}"
+            ) from None
+
+
+VARIANCES: tuple[str, ...] = tuple(v.value for v in Variance)
+"""The names of :class:`Variance` (for command-line flags)."""
+
+MAX_QUADRATURE_LATENT = 2
+"""The largest latent dimension whose marginal :class:`VAE` computes by quadrature."""
+
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -89,107 +125,82 @@ def _output_shape(fn, size: int, name: str, role: str) -> tuple[int, ...]:
     return tuple(getattr(out, "shape", ()))
 
 
-class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
-    r"""A Gaussian VAE with a latent of dimension ``latent_size`` (default 2).
+def _vae_fields(
+    encoder, decoder, latent_size, data_size, standardize, variance, decoder_std, min_std
+) -> dict[str, Any]:
+    """The checked fields every VAE holds (shared by the final classes' constructors)."""
+    latent_size = check_count(latent_size, "latent_size")
+    if data_size is None and isinstance(getattr(encoder, "in_size", None), int):
+        data_size = encoder.in_size
+    data_size, standardize = resolve_data_size(None, data_size, standardize)
+    if data_size is None:
+        raise ValueError("the VAE's data dimension is unknown: pass data_size=d")
+    variance = Variance.of(variance)
+    min_std = float(min_std)
+    if not min_std >= 0 or (variance is Variance.PER_LATENT and min_std == 0):
+        raise ValueError(
+            f"expected min_std > 0 (>= 0 unless variance='per_latent'), got {min_std!r}"
+        )
+    if not decoder_std > (min_std if variance is Variance.LEARNED else 0.0):
+        raise ValueError(
+            f"expected decoder_std > min_std = {min_std} (or > 0 for a fixed "
+            f"variance), got {decoder_std!r}"
+        )
+    if variance is Variance.FIXED:
+        param = float(decoder_std)
+    else:
+        param = _inverse_softplus(float(decoder_std) - min_std)
+    k, d = latent_size, data_size
+    got = _output_shape(encoder, d, "encoder", "standardised point")
+    if got != (2 * k,):
+        raise ValueError(
+            f"expected the encoder to map shape ({d},) to (2 * latent_size,) = ({2 * k},) "
+            f"(posterior mean and log-std), got {got}"
+        )
+    want = (2 * d,) if variance is Variance.PER_LATENT else (d,)
+    got = _output_shape(decoder, k, "decoder", "latent")
+    if got != want:
+        raise ValueError(
+            f"expected the decoder to map shape ({k},) to {want} for variance="
+            f"{variance.value!r}, got {got}"
+        )
+    return {
+        "encoder": encoder,
+        "decoder": decoder,
+        "decoder_std_param": jnp.full((d,), param, jnp.result_type(float)),
+        "standardize": standardize,
+        "data_size": d,
+        "latent_size": k,
+        "variance": variance,
+        "min_std": min_std,
+    }
 
-    Likelihood kind ``"exact"`` when ``latent_size <= 2`` (quadrature over the latent),
-    else ``"bound"`` (the ELBO, and the IWAE bound). Trained: ``encoder``, ``decoder`` and
-    ``decoder_std_param`` (the last only when ``variance="learned"``: it gets no gradient
-    otherwise).
 
-    Arguments:
+class AbstractVAE(AbstractLatentModel, AbstractBoundLikelihood):
+    r"""A Gaussian VAE: encoder $q(z \mid u)$, decoder $p(u \mid z)$, prior $N(0, I_k)$, with
+    the ELBO and the IWAE bound (abstract; final: :class:`VAE`, :class:`BoundVAE`).
+
+    Trained: ``encoder``, ``decoder`` and ``decoder_std_param`` (the last only when
+    ``variance`` is ``"learned"``: it gets no gradient otherwise).
+
+    Attributes:
         encoder: maps one standardised point, shape ``(d,)``, to ``(2k,)``: the mean of
             $q(z \mid u)$ and the log of its standard deviation.
         decoder: maps one latent, shape ``(k,)``, to the decoder mean, shape ``(d,)``, or
             for ``variance="per_latent"`` to ``(2d,)``: the mean and $\rho(z)$.
-        latent_size: $k$.
-        data_size: $d$; read from ``standardize`` when omitted.
-        standardize: the affine map to standardised coordinates (identity by default).
-        variance: ``"learned"``, ``"per_latent"`` or ``"fixed"`` (see the module).
-        decoder_std: the initial decoder standard deviation (``"learned"``), or the fixed
-            one (``"fixed"``), standardised units.
-        min_std: $\sigma_{\min}$ for ``"learned"`` and ``"per_latent"`` (must be positive
-            for ``"per_latent"``: it bounds the quadrature's tail error).
-        quadrature_size: intervals per latent axis of the quadrature grid (even; the error
-            estimate uses the grid of half as many); ``(size + 1)^k`` decoder evaluations.
-        quadrature_bound: $L$, the grid covers $[-L, L]^k$.
+        decoder_std_param: $\rho$ of the decoder's standard deviation (``"learned"``), or
+            the standard deviation itself (``"fixed"``).
+        variance: a :class:`Variance`.
+        min_std: $\sigma_{\min}$.
     """
 
-    encoder: Callable
-    decoder: Callable
-    decoder_std_param: Array
-    standardize: Standardize | None
-    data_size: int = eqx.field(static=True)
-    latent_size: int = eqx.field(static=True)
-    variance: str = eqx.field(static=True)
-    min_std: float = eqx.field(static=True)
-    quadrature_size: int = eqx.field(static=True)
-    quadrature_bound: float = eqx.field(static=True)
+    encoder: eqx.AbstractVar[Callable]
+    decoder: eqx.AbstractVar[Callable]
+    decoder_std_param: eqx.AbstractVar[Array]
+    variance: eqx.AbstractVar[Variance]
+    min_std: eqx.AbstractVar[float]
     trainable_fields: ClassVar[tuple[str, ...]] = ("encoder", "decoder", "decoder_std_param")
     bound_name: ClassVar[str] = "ELBO"
-
-    def __init__(
-        self,
-        encoder: Callable[[Point], Array],
-        decoder: Callable[[Array], Array],
-        *,
-        latent_size: int = 2,
-        data_size: int | None = None,
-        standardize: Standardize | None = None,
-        variance: str = "learned",
-        decoder_std: float = 1.0,
-        min_std: float = 0.01,
-        quadrature_size: int = 512,
-        quadrature_bound: float = 7.0,
-    ):
-        self.encoder = encoder
-        self.decoder = decoder
-        self.latent_size = check_count(latent_size, "latent_size")
-        if data_size is None and isinstance(getattr(encoder, "in_size", None), int):
-            data_size = encoder.in_size
-        data_size, self.standardize = resolve_data_size(None, data_size, standardize)
-        if data_size is None:
-            raise ValueError("the VAE's data dimension is unknown: pass data_size=d")
-        self.data_size = data_size
-        if variance not in VARIANCES:
-            raise ValueError(
-                f"unknown variance {variance!r}; expected one of: {', '.join(VARIANCES)}"
-            )
-        self.variance = variance
-        self.min_std = float(min_std)
-        if not self.min_std >= 0 or (variance == "per_latent" and self.min_std == 0):
-            raise ValueError(
-                f"expected min_std > 0 (>= 0 unless variance='per_latent'), got {min_std!r}"
-            )
-        if not decoder_std > (self.min_std if variance == "learned" else 0.0):
-            raise ValueError(
-                f"expected decoder_std > min_std = {self.min_std} (or > 0 for a fixed "
-                f"variance), got {decoder_std!r}"
-            )
-        if variance == "fixed":
-            param = float(decoder_std)
-        else:
-            param = _inverse_softplus(float(decoder_std) - self.min_std)
-        self.decoder_std_param = jnp.full((data_size,), param, jnp.result_type(float))
-        self.quadrature_size = _check_grid(quadrature_size)
-        if not quadrature_bound > 0:
-            raise ValueError(f"expected quadrature_bound > 0, got {quadrature_bound!r}")
-        self.quadrature_bound = float(quadrature_bound)
-
-        k, d = self.latent_size, self.data_size
-        got = _output_shape(encoder, d, "encoder", "standardised point")
-        if got != (2 * k,):
-            raise ValueError(
-                f"expected the encoder to map shape ({d},) to (2 * latent_size,) = ({2 * k},) "
-                f"(posterior mean and log-std), got {got}"
-            )
-        want = (2 * d,) if variance == "per_latent" else (d,)
-        got = _output_shape(decoder, k, "decoder", "latent")
-        if got != want:
-            raise ValueError(
-                f"expected the decoder to map shape ({k},) to {want} for variance="
-                f"{variance!r}, got {got}"
-            )
 
     @classmethod
     def from_mlps(
@@ -200,31 +211,30 @@ class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
         width: int = 128,
         depth: int = 3,
         activation: str | Callable = "silu",
-        variance: str = "learned",
+        variance: str | Variance = "learned",
         standardize: Standardize | None = None,
         key: Key,
         **options,
-    ) -> VAE:
-        """A VAE whose encoder and decoder are ``eqx.nn.MLP``s of the given width and depth;
-        ``options`` go to the constructor (``decoder_std``, ``min_std``, quadrature)."""
+    ) -> AbstractVAE:
+        """A VAE whose encoder and decoder are ``eqx.nn.MLP``s of the given width and depth.
+
+        The class follows the latent size: a :class:`VAE` (exact marginal by quadrature)
+        for ``latent_size <= 2``, a :class:`BoundVAE` beyond (or when called as
+        ``BoundVAE.from_mlps``). ``options`` go to the constructor (``decoder_std``,
+        ``min_std``, and for a :class:`VAE` the quadrature; ignored by a
+        :class:`BoundVAE`)."""
         k_enc, k_dec = jax.random.split(key)
         act = get_activation(activation)
-        out = 2 * data_size if variance == "per_latent" else data_size
+        variance = Variance.of(variance)
+        out = 2 * data_size if variance is Variance.PER_LATENT else data_size
         encoder = eqx.nn.MLP(data_size, 2 * latent_size, width, depth, act, key=k_enc)
         decoder = eqx.nn.MLP(latent_size, out, width, depth, act, key=k_dec)
-        return cls(
-            encoder,
-            decoder,
-            latent_size=latent_size,
-            data_size=data_size,
-            standardize=standardize,
-            variance=variance,
-            **options,
-        )
-
-    @property
-    def likelihood_kind(self) -> str:
-        return "exact" if self.latent_size <= 2 else "bound"
+        kwargs = dict(latent_size=latent_size, data_size=data_size, standardize=standardize)
+        if cls is BoundVAE or latent_size > MAX_QUADRATURE_LATENT:
+            for name in ("quadrature_size", "quadrature_bound"):
+                options.pop(name, None)
+            return BoundVAE(encoder, decoder, variance=variance, **kwargs, **options)
+        return VAE(encoder, decoder, variance=variance, **kwargs, **options)
 
     # -- the two Gaussians, on one example ------------------------------------------------------
 
@@ -239,16 +249,16 @@ class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
         latent."""
         out = self.decoder(z)
         d = self.data_size
-        if self.variance == "per_latent":
+        if self.variance is Variance.PER_LATENT:
             return out[:d], self.min_std + jax.nn.softplus(out[d:])
         return out, self.global_std()
 
     def global_std(self) -> Array:
         r"""The decoder's $\sigma$, shape ``(d,)`` (``"learned"`` and ``"fixed"``; for
         ``"per_latent"`` the floor $\sigma_{\min}$)."""
-        if self.variance == "fixed":
+        if self.variance is Variance.FIXED:
             return jax.lax.stop_gradient(self.decoder_std_param)
-        if self.variance == "learned":
+        if self.variance is Variance.LEARNED:
             return self.min_std + jax.nn.softplus(self.decoder_std_param)
         return jnp.full((self.data_size,), self.min_std)
 
@@ -257,18 +267,20 @@ class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
 
     # -- sampling -------------------------------------------------------------------------------
 
-    def sample_with_stats(self, key: Key, n: int, *, noise: bool = True) -> tuple[Points, Stats]:
+    def sample_with_stats(self, key: Key, n: int, *, sampler=None) -> tuple[Points, Stats]:
         r"""``n`` samples in data coordinates and their cost (one batched decoder pass).
 
-        ``noise=True`` (default) draws from the model, $u = m(z) + \sigma \odot \varepsilon$;
-        ``noise=False`` returns the decoder means $m(z)$, $z \sim N(0, I)$ (not samples of
-        the model's density: see :meth:`decoder_mean`)."""
-        return _sample(self, key, check_count(n), bool(noise)), Stats.fixed(1, 1)
+        ``sampler``: default :class:`~flowlab.samplers.Decoder` (``noise=True``: draws from
+        the model, $u = m(z) + \sigma \odot \varepsilon$); ``Decoder(noise=False)`` returns
+        the decoder means $m(z)$, $z \sim N(0, I)$ (not samples of the model's density: see
+        :meth:`decoder_mean`)."""
+        sampler = Decoder() if sampler is None else sampler
+        return sampler(self, key, check_count(n))
 
     def decoder_mean(self, key: Key, n: int) -> Points:
         r"""``n`` decoder means $m(z)$, $z \sim N(0, I)$, in data coordinates (the model's
         samples without the decoder noise)."""
-        return self.sample(key, n, noise=False)
+        return self.sample(key, n, sampler=Decoder(noise=False))
 
     # -- bounds ---------------------------------------------------------------------------------
 
@@ -299,14 +311,74 @@ class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
         chunk = min(check_count(chunk_size, "chunk_size"), 1 << (k - 1).bit_length())
         return _iwae(self, x, key, jnp.asarray(k, jnp.int32), chunk)
 
-    # -- the exact marginal by quadrature ---------------------------------------------------------
 
-    def _require_quadrature(self) -> None:
-        if self.latent_size > 2:
+class VAE(AbstractVAE, AbstractExactLikelihood):
+    r"""A Gaussian VAE with a latent of dimension one or two (default 2) and its exact
+    marginal likelihood by quadrature over the latent: likelihood kind ``"exact"``, with the
+    ELBO and IWAE bounds too. For a larger latent use :class:`BoundVAE`
+    (:meth:`~AbstractVAE.from_mlps` picks it).
+
+    Arguments:
+        encoder: maps one standardised point, shape ``(d,)``, to ``(2k,)``: the mean of
+            $q(z \mid u)$ and the log of its standard deviation.
+        decoder: maps one latent, shape ``(k,)``, to the decoder mean, shape ``(d,)``, or
+            for ``variance="per_latent"`` to ``(2d,)``: the mean and $\rho(z)$.
+        latent_size: $k$.
+        data_size: $d$; read from ``standardize`` when omitted.
+        standardize: the affine map to standardised coordinates (identity by default).
+        variance: a :class:`Variance` or its name, ``"learned"``, ``"per_latent"`` or
+            ``"fixed"`` (see the module).
+        decoder_std: the initial decoder standard deviation (``"learned"``), or the fixed
+            one (``"fixed"``), standardised units.
+        min_std: $\sigma_{\min}$ for ``"learned"`` and ``"per_latent"`` (must be positive
+            for ``"per_latent"``: it bounds the quadrature's tail error).
+        quadrature_size: intervals per latent axis of the quadrature grid (even; the error
+            estimate uses the grid of half as many); ``(size + 1)^k`` decoder evaluations.
+        quadrature_bound: $L$, the grid covers $[-L, L]^k$.
+    """
+
+    encoder: Callable
+    decoder: Callable
+    decoder_std_param: Array
+    standardize: Standardize | None
+    data_size: int = eqx.field(static=True)
+    latent_size: int = eqx.field(static=True)
+    variance: Variance = eqx.field(static=True)
+    min_std: float = eqx.field(static=True)
+    quadrature_size: int = eqx.field(static=True)
+    quadrature_bound: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        encoder: Callable[[Point], Array],
+        decoder: Callable[[Array], Array],
+        *,
+        latent_size: int = 2,
+        data_size: int | None = None,
+        standardize: Standardize | None = None,
+        variance: str | Variance = "learned",
+        decoder_std: float = 1.0,
+        min_std: float = 0.01,
+        quadrature_size: int = 512,
+        quadrature_bound: float = 7.0,
+    ):
+        if check_count(latent_size, "latent_size") > MAX_QUADRATURE_LATENT:
             raise ValueError(
-                f"the exact marginal by quadrature needs latent_size <= 2, got latent_size="
-                f"{self.latent_size}; use log_prob_bound (the ELBO) or iwae"
+                f"the exact marginal by quadrature needs latent_size <= "
+                f"{MAX_QUADRATURE_LATENT}, got latent_size={latent_size}; use BoundVAE (the "
+                f"ELBO and IWAE bounds), or VAE.from_mlps, which picks it"
             )
+        fields = _vae_fields(
+            encoder, decoder, latent_size, data_size, standardize, variance, decoder_std, min_std
+        )
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.quadrature_size = _check_grid(quadrature_size)
+        if not quadrature_bound > 0:
+            raise ValueError(f"expected quadrature_bound > 0, got {quadrature_bound!r}")
+        self.quadrature_bound = float(quadrature_bound)
+
+    # -- the exact marginal by quadrature ---------------------------------------------------------
 
     def _grid(self, size, bound) -> tuple[int, float]:
         size = self.quadrature_size if size is None else _check_grid(size)
@@ -343,10 +415,9 @@ class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
             ``(log_prob, error, stats)``: shapes ``(n,)``, ``(n,)``; ``stats.nfe`` is the
             number of latent nodes the decoder is evaluated at (once for the batch).
         """
-        self._require_quadrature()
         x = self.check_points(x)
         size, bound = self._grid(size, bound)
-        fine, coarse, tail = _quadrature(
+        fine, coarse, tail = _marginal_by_quadrature(
             self,
             x,
             size,
@@ -371,7 +442,6 @@ class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
         return values, stats
 
     def likelihood_label(self, size: int | None = None, bound: float | None = None) -> str:
-        self._require_quadrature()
         size, bound = self._grid(size, bound)
         k = self.latent_size
         nodes = " x ".join([str(size + 1)] * k)
@@ -381,6 +451,55 @@ class VAE(AbstractExactLikelihood, AbstractBoundLikelihood):
             f"|grid - half grid| + prior tail bound {_tail_mass(bound, k):.1e} x max p(x|z) "
             f"(log_prob_with_error)"
         )
+
+
+class BoundVAE(AbstractVAE):
+    r"""A Gaussian VAE with a latent of any dimension whose likelihood is a bound only: the
+    ELBO (``log_prob_bound``) and the IWAE bound (``iwae``); likelihood kind ``"bound"``.
+    With a latent of dimension one or two, :class:`VAE` also has the exact marginal.
+
+    Arguments:
+        encoder: maps one standardised point, shape ``(d,)``, to ``(2k,)``: the mean of
+            $q(z \mid u)$ and the log of its standard deviation.
+        decoder: maps one latent, shape ``(k,)``, to the decoder mean, shape ``(d,)``, or
+            for ``variance="per_latent"`` to ``(2d,)``: the mean and $\rho(z)$.
+        latent_size: $k$.
+        data_size: $d$; read from ``standardize`` when omitted.
+        standardize: the affine map to standardised coordinates (identity by default).
+        variance: a :class:`Variance` or its name, ``"learned"``, ``"per_latent"`` or
+            ``"fixed"`` (see the module).
+        decoder_std: the initial decoder standard deviation (``"learned"``), or the fixed
+            one (``"fixed"``), standardised units.
+        min_std: $\sigma_{\min}$ for ``"learned"`` and ``"per_latent"`` (must be positive
+            for ``"per_latent"``: it bounds the quadrature's tail error).
+    """
+
+    encoder: Callable
+    decoder: Callable
+    decoder_std_param: Array
+    standardize: Standardize | None
+    data_size: int = eqx.field(static=True)
+    latent_size: int = eqx.field(static=True)
+    variance: Variance = eqx.field(static=True)
+    min_std: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        encoder: Callable[[Point], Array],
+        decoder: Callable[[Array], Array],
+        *,
+        latent_size: int = 2,
+        data_size: int | None = None,
+        standardize: Standardize | None = None,
+        variance: str | Variance = "learned",
+        decoder_std: float = 1.0,
+        min_std: float = 0.01,
+    ):
+        fields = _vae_fields(
+            encoder, decoder, latent_size, data_size, standardize, variance, decoder_std, min_std
+        )
+        for name, value in fields.items():
+            setattr(self, name, value)
 
 
 def _check_grid(size) -> int:
@@ -396,21 +515,12 @@ def _tail_mass(bound: float, k: int) -> float:
     return float(-math.expm1(k * math.log1p(-outside)))
 
 
-@eqx.filter_jit
-def _sample(model: VAE, key, n: int, noise: bool):
-    k_z, k_eps = jax.random.split(key)
-    z = jax.random.normal(k_z, (n, model.latent_size))
-    mean, std = jax.vmap(model.likelihood)(z)
-    u = mean + std * jax.random.normal(k_eps, mean.shape, mean.dtype) if noise else mean
-    return model.standardizer().inverse(u)
-
-
 def _kl_to_prior(mean, std):
     return 0.5 * jnp.sum(mean**2 + std**2 - 1.0 - 2.0 * jnp.log(std), axis=-1)
 
 
 @eqx.filter_jit
-def _elbo_terms(model: VAE, x, key, num_samples: int):
+def _elbo_terms(model: AbstractVAE, x, key, num_samples: int):
     u = model.standardizer().forward(x)
     mean, std = jax.vmap(model.posterior)(u)
     eps = jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
@@ -421,7 +531,7 @@ def _elbo_terms(model: VAE, x, key, num_samples: int):
 
 
 @eqx.filter_jit
-def _iwae(model: VAE, x, key, k, chunk: int):
+def _iwae(model: AbstractVAE, x, key, k, chunk: int):
     # k is traced (one compilation per chunk size): a fori_loop over ceil(k / chunk) chunks
     u = model.standardizer().forward(x)
     mean, std = jax.vmap(model.posterior)(u)
@@ -445,32 +555,23 @@ def _iwae(model: VAE, x, key, k, chunk: int):
 def _grid_weights(size: int, bound: float, k: int):
     """Nodes (M, k) and log-weights (prior density times trapezoid weight) of the grid and
     of its every-other-node half (``-inf`` off it), in float64 then cast."""
-    t = np.linspace(-bound, bound, size + 1)
-    h = 2.0 * bound / size
+    t, w_fine = trapezoid_rule(-bound, bound, size)
+    _, w_half = trapezoid_rule(-bound, bound, size // 2)
+    w_coarse = np.zeros_like(w_fine)
+    w_coarse[::2] = w_half
     log_prior = -0.5 * t**2 - 0.5 * _LOG_2PI
-    w_fine = np.full(size + 1, h)
-    w_fine[[0, -1]] *= 0.5
-    w_coarse = np.where(np.arange(size + 1) % 2 == 0, 2.0 * h, 0.0)
-    w_coarse[[0, -1]] *= 0.5
     with np.errstate(divide="ignore"):
         lf = np.log(w_fine) + log_prior
         lc = np.log(w_coarse) + log_prior
-    grids = np.meshgrid(*([t] * k), indexing="ij")
-    nodes = np.stack([g.ravel() for g in grids], axis=-1)
-
-    def tensor(l1):
-        total = np.zeros([size + 1] * k)
-        for axis in range(k):
-            shape = [1] * k
-            shape[axis] = size + 1
-            total = total + l1.reshape(shape)
-        return total.ravel()
-
-    return nodes, tensor(lf), tensor(lc)
+    nodes, log_w = tensor_product([t] * k, [lf] * k)
+    _, log_wc = tensor_product([t] * k, [lc] * k)
+    return nodes, log_w, log_wc
 
 
 @eqx.filter_jit
-def _quadrature(model: VAE, x, size: int, bound: float, node_chunk: int, point_chunk: int):
+def _marginal_by_quadrature(
+    model: VAE, x, size: int, bound: float, node_chunk: int, point_chunk: int
+):
     """Log-marginal of the standardised points on the grid and on its half, and the log of
     the tail bound (standardised coordinates)."""
     dtype = x.dtype
@@ -507,7 +608,7 @@ def _quadrature(model: VAE, x, size: int, bound: float, node_chunk: int, point_c
 
     fine, coarse = jax.lax.map(one_point, u, batch_size=min(point_chunk, u.shape[0]))
     # max_z p(u | z) <= prod_i (2 pi sigma_min_i^2)^(-1/2)
-    floor = model.global_std() if model.variance != "per_latent" else model.min_std
+    floor = model.min_std if model.variance is Variance.PER_LATENT else model.global_std()
     log_max = -jnp.sum(jnp.log(jnp.broadcast_to(floor, (d,)))) - 0.5 * d * _LOG_2PI
     tail = jnp.log(jnp.asarray(_tail_mass(bound, k), dtype)) + log_max
     return fine, coarse, jnp.broadcast_to(tail, fine.shape)

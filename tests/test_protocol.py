@@ -168,3 +168,214 @@ def test_readme_notebook_snippet_runs():
 
 
 _ = eqx
+
+
+# -- the likelihood kind from the type alone; one sampling signature ---------------------------
+
+
+def _all_families():
+    from flowlab.ebm import EBM, energy_mlp
+    from flowlab.gan import GAN
+    from flowlab.vae import VAE, BoundVAE
+
+    models = _families()
+    models["vae"] = VAE.from_mlps(2, 2, width=8, depth=1, standardize=STD, key=jax.random.key(1))
+    models["vae_latent3"] = VAE.from_mlps(2, 3, width=8, depth=1, key=jax.random.key(2))
+    models["bound_vae"] = BoundVAE.from_mlps(2, 2, width=8, depth=1, key=jax.random.key(3))
+    models["ebm"] = EBM(energy_mlp(2, 8, 1, key=jax.random.key(4)), ((-2.0, 2.0), (-2.0, 2.0)))
+    models["gan"] = GAN.mlp(2, latent_size=2, width=8, depth=1, key=jax.random.key(5))
+    return models
+
+
+ALL_KINDS = {
+    **KINDS,
+    "vae": "exact",
+    "vae_latent3": "bound",
+    "bound_vae": "bound",
+    "ebm": "exact",
+    "gan": "none",
+}
+
+
+@pytest.mark.parametrize("name", list(ALL_KINDS))
+def test_likelihood_kind_is_read_from_the_type(name):
+    model = _all_families()[name]
+    kind = flowlab.likelihood_kind(model)
+    assert kind == ALL_KINDS[name]
+    assert kind == (
+        "exact"
+        if isinstance(model, flowlab.AbstractExactLikelihood)
+        else "bound"
+        if isinstance(model, flowlab.AbstractBoundLikelihood)
+        else "none"
+    )
+    assert not hasattr(model, "likelihood_kind")  # one statement of the kind: the type
+    if kind == "exact":
+        lp = model.log_prob(model.sample(jax.random.key(0), 5))
+        assert lp.shape == (5,) and bool(jnp.all(jnp.isfinite(lp)))
+
+
+def test_vae_class_follows_the_latent_size():
+    from flowlab.vae import VAE, AbstractVAE, BoundVAE
+
+    big = VAE.from_mlps(2, 3, width=8, depth=1, key=jax.random.key(0))
+    small = VAE.from_mlps(2, 2, width=8, depth=1, key=jax.random.key(0))
+    assert type(big) is BoundVAE and type(small) is VAE
+    assert isinstance(big, AbstractVAE) and isinstance(small, AbstractVAE)
+    assert not isinstance(big, flowlab.AbstractExactLikelihood)
+    with pytest.raises(ValueError, match="latent_size <= 2.*BoundVAE"):
+        VAE(big.encoder, big.decoder, latent_size=3, data_size=2)
+    # the same networks, either class: the same ELBO (the bounds are shared)
+    bound = BoundVAE(small.encoder, small.decoder, latent_size=2, data_size=2)
+    x = jnp.asarray([[0.3, -0.2], [1.0, 0.5]])
+    np.testing.assert_array_equal(
+        bound.log_prob_bound(x, key=jax.random.key(1)),
+        small.log_prob_bound(x, key=jax.random.key(1)),
+    )
+
+
+def test_sample_with_stats_has_one_signature():
+    import inspect
+
+    want = ["self", "key", "n", "sampler"]
+    for name, model in _all_families().items():
+        params = inspect.signature(type(model).sample_with_stats).parameters
+        assert list(params) == want, (name, list(params))
+        assert params["sampler"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params["sampler"].default is None
+        assert list(inspect.signature(type(model).sample).parameters) == want, name
+
+
+def test_decoder_sampler_draws_the_vae_by_hand():
+    from flowlab.samplers import Decoder
+    from flowlab.vae import VAE
+
+    model = VAE.from_mlps(2, 2, width=8, depth=1, standardize=STD, key=jax.random.key(7))
+    key, n = jax.random.key(3), 6
+    k_z, k_eps = jax.random.split(key)
+    z = jax.random.normal(k_z, (n, 2))
+    mean, std = jax.vmap(model.likelihood)(z)
+    eps = jax.random.normal(k_eps, mean.shape, mean.dtype)
+    want = STD.inverse(mean + std * eps)
+    x, stats = model.sample_with_stats(key, n)
+    np.testing.assert_allclose(x, want, rtol=1e-6, atol=1e-6)
+    assert int(stats.nfe) == 1 and int(stats.num_steps) == 1
+    np.testing.assert_allclose(model.decoder_mean(key, n), STD.inverse(mean), rtol=1e-6)
+    np.testing.assert_array_equal(
+        model.sample(key, n, sampler=Decoder(noise=False)), model.decoder_mean(key, n)
+    )
+    with pytest.raises(ValueError, match="latent-variable model"):
+        Decoder()(_families()["cnf"], key, n)
+
+
+def test_sde_samplers_ask_for_the_sde_protocol():
+    models = _families()
+    assert isinstance(models["diffusion"], flowlab.AbstractSDEModel)
+    assert not isinstance(models["ddpm"], flowlab.AbstractSDEModel)
+    with pytest.raises(ValueError, match="AbstractSDEModel"):
+        models["ddpm"].sample(jax.random.key(0), 3, sampler=EulerMaruyama(steps=4))
+    dsm = flowlab.DenoisingScoreMatching(weighting="likelihood")
+    with pytest.raises(ValueError, match="AbstractSDEModel"):
+        dsm(models["ddpm"], jnp.zeros((4, 2)), jax.random.key(0))
+
+
+def test_string_options_become_validated_enums():
+    from flowlab.objectives import Weighting
+    from flowlab.samplers import Ancestral, AncestralVariance
+    from flowlab.vae import Variance
+
+    assert flowlab.DenoisingScoreMatching(weighting="likelihood").weighting is Weighting.LIKELIHOOD
+    with pytest.raises(ValueError, match="unknown weighting 'g2'"):
+        flowlab.DenoisingScoreMatching(weighting="g2")
+    assert Ancestral(variance="posterior").variance is AncestralVariance.POSTERIOR
+    with pytest.raises(ValueError, match="'beta' or 'posterior'"):
+        Ancestral(variance="ddpm")
+    model = flowlab.VAE.from_mlps(2, 2, width=8, depth=1, variance="fixed", key=jax.random.key(0))
+    assert model.variance is Variance.FIXED and model.variance == "fixed"
+    with pytest.raises(ValueError, match="unknown variance 'learnt'"):
+        flowlab.VAE.from_mlps(2, 2, width=8, depth=1, variance="learnt", key=jax.random.key(0))
+
+
+def test_linear_beta_sdes_are_final_with_their_fields():
+    from flowlab.sde import VPSDE, SubVPSDE, _AbstractLinearBetaSDE
+
+    # abstract: every attribute an AbstractVar; the final classes hold the fields
+    abstract = {f.name: str(f.type) for f in dataclasses.fields(_AbstractLinearBetaSDE)}
+    assert set(abstract) == {"beta_min", "beta_max", "eps"}
+    assert all("AbstractVar" in t for t in abstract.values()), abstract
+    for cls in (VPSDE, SubVPSDE):
+        assert not any("AbstractVar" in str(f.type) for f in dataclasses.fields(cls))
+    for cls in (VPSDE, SubVPSDE):
+        sde = cls(beta_min=0.2, beta_max=10.0)
+        assert (sde.beta_min, sde.beta_max, sde.eps) == (0.2, 10.0, 1e-3)
+        # B(1) = beta_min + (beta_max - beta_min) / 2
+        np.testing.assert_allclose(sde.integrated_beta(1.0), 5.1, rtol=1e-6)
+    with pytest.raises(TypeError):
+        _AbstractLinearBetaSDE()
+
+
+def test_fit_is_the_function_and_the_loop_module_private():
+    import importlib
+    import inspect
+    import types
+
+    assert inspect.isfunction(flowlab.fit)
+    assert isinstance(flowlab._fit, types.ModuleType) and flowlab._fit.fit is flowlab.fit
+    assert flowlab.Adam is flowlab.optim.Adam
+    assert flowlab.TwoPlayerAdam is flowlab.optim.TwoPlayerAdam
+    for gone in ("flowlab.train", "flowlab.fit"):
+        with pytest.raises(ImportError):
+            importlib.import_module(gone)
+
+
+def _flowlab_import_graph():
+    import ast
+
+    graph = {}
+    root = ROOT / "flowlab"
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        name = ".".join(["flowlab", *parts])
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.parse(path.read_text()).body:  # module level: what runs on import
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+                deps.add(target)
+                if node.module is None:
+                    deps.update(f"{target}.{a.name}" for a in node.names)
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycles_between_flowlab_modules():
+    graph = _flowlab_import_graph()
+    graph = {k: {d for d in v if d in graph and d != k} for k, v in graph.items()}
+    # the package __init__ files re-export their children: edges into a package are fine
+    packages = {k for k in graph if (ROOT / k.replace(".", "/") / "__init__.py").exists()}
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(node, path):
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if dep in packages:
+                continue
+            if state.get(dep) == 1:
+                cycle.extend(path + [node, dep])
+                return True
+            if state.get(dep) is None and visit(dep, path + [node]):
+                return True
+        state[node] = 2
+        return False
+
+    for node in sorted(graph):
+        if node not in packages and state.get(node) is None and visit(node, []):
+            break
+    assert not cycle, " -> ".join(cycle)
+    assert "flowlab.diffusion" not in graph["flowlab.samplers"]

@@ -155,7 +155,7 @@ def test_samplers_refuse_models_they_cannot_sample():
         cnf.sample(jax.random.key(0), 3, sampler=DDIM())
     with pytest.raises(ValueError, match="expected 0 <= eta <= 1"):
         DDIM(eta=1.5)
-    with pytest.raises(ValueError, match="Euler-Maruyama sampler needs a continuous-time"):
+    with pytest.raises(ValueError, match="Euler-Maruyama sampler needs an SDE model"):
         from flowlab.samplers import EulerMaruyama
 
         _ddpm_model(100).sample(jax.random.key(0), 3, sampler=EulerMaruyama(5))

@@ -38,6 +38,7 @@ from .score_matching import WEIGHTINGS as WEIGHTINGS
 from .score_matching import DenoisingScoreMatching as DenoisingScoreMatching
 from .score_matching import EnergyDSM as EnergyDSM
 from .score_matching import SingleNoiseDSM as SingleNoiseDSM
+from .score_matching import Weighting as Weighting
 
 __all__ = [
     "EQUILIBRIUM_D_LOSS",
@@ -53,6 +54,7 @@ __all__ = [
     "NegativeELBO",
     "NonSaturatingGAN",
     "SingleNoiseDSM",
+    "Weighting",
     "discriminator_loss",
     "generator_loss",
 ]

@@ -11,7 +11,7 @@ from .._checks import check_count
 from .._typing import Array, Key, Points
 from ..samplers import langevin
 from ._base import AbstractStatefulObjective
-from .score_matching import _check_ebm
+from .score_matching import _check_energy_model
 
 __all__ = ["ContrastiveDivergence"]
 
@@ -73,7 +73,7 @@ class ContrastiveDivergence(AbstractStatefulObjective):
 
     def init_state(self, model, data: Points, key: Key) -> Array:
         """The replay buffer: ``buffer_size`` points uniform on the data box (standardised)."""
-        _check_ebm(model, "ContrastiveDivergence")
+        _check_energy_model(model, "ContrastiveDivergence")
         return model.initial_sample(key, self.buffer_size)
 
     def negatives(self, model, z0: Points, key: Key, steps: int) -> Points:
@@ -92,7 +92,7 @@ class ContrastiveDivergence(AbstractStatefulObjective):
         return loss, {"energy_data": jnp.mean(e_data), "energy_model": jnp.mean(e_model)}
 
     def step(self, model, x: Points, key: Key, state: Array) -> tuple[Array, dict, Array]:
-        _check_ebm(model, "ContrastiveDivergence")
+        _check_energy_model(model, "ContrastiveDivergence")
         if state.shape != (self.buffer_size, x.shape[-1]):
             raise ValueError(
                 f"expected a replay buffer of shape ({self.buffer_size}, {x.shape[-1]}), got "
@@ -112,7 +112,7 @@ class ContrastiveDivergence(AbstractStatefulObjective):
         return loss, aux, state.at[idx].set(neg)
 
     def __call__(self, model, x: Points, key: Key) -> tuple[Array, dict]:
-        _check_ebm(model, "ContrastiveDivergence")
+        _check_energy_model(model, "ContrastiveDivergence")
         k0, k_chain = jax.random.split(key)
         z0 = model.initial_sample(k0, x.shape[0]).astype(x.dtype)
         neg = self.negatives(model, z0, k_chain, self.holdout_steps)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from .._checks import check_count
 from .._typing import Array, Key, Points
-from ..vae import VAE, _elbo_terms
+from ..vae import AbstractVAE, _elbo_terms
 from ._base import AbstractObjective
 
 __all__ = ["NegativeELBO"]
@@ -35,8 +35,10 @@ class NegativeELBO(AbstractObjective):
         check_count(self.holdout_repeats, "holdout_repeats")
 
     def __call__(self, model, x: Points, key: Key) -> tuple[Array, dict]:
-        if not isinstance(model, VAE):
-            raise TypeError(f"NegativeELBO trains a VAE, got {type(model).__name__}")
+        if not isinstance(model, AbstractVAE):
+            raise TypeError(
+                f"NegativeELBO trains a VAE (an AbstractVAE), got {type(model).__name__}"
+            )
         recon, kl = _elbo_terms(model, x, key, self.num_samples)
         reconstruction = -jnp.mean(recon)
         kl = jnp.mean(kl)

@@ -7,7 +7,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .._flow import AbstractFlow
-from .._model import AbstractExactLikelihood, AbstractModel
+from .._model import AbstractExactLikelihood, AbstractModel, likelihood_kind
 from .._typing import Array, Key, Points
 from ._base import AbstractObjective
 
@@ -52,7 +52,7 @@ class MaximumLikelihood(AbstractObjective):
             f"MaximumLikelihood needs a model with an exact likelihood, got "
             f"{type(model).__name__}"
             + (
-                f" (likelihood kind {model.likelihood_kind!r})"
+                f" (likelihood kind {likelihood_kind(model)!r})"
                 if isinstance(model, AbstractModel)
                 else ""
             )

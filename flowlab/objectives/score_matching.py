@@ -4,19 +4,39 @@ $-\nabla_z E$ of an energy-based model."""
 
 from __future__ import annotations
 
+import enum
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from .._checks import check_count
+from .._protocols import AbstractEnergyModel, AbstractGaussianDiffusion, AbstractSDEModel
 from .._typing import Array, Key, Points
-from ..ebm import EBM
 from ._base import AbstractObjective
 
-__all__ = ["WEIGHTINGS", "DenoisingScoreMatching", "EnergyDSM", "SingleNoiseDSM"]
+__all__ = ["WEIGHTINGS", "DenoisingScoreMatching", "EnergyDSM", "SingleNoiseDSM", "Weighting"]
 
-WEIGHTINGS = ("std2", "likelihood")
-"""Time weightings of :class:`DenoisingScoreMatching`."""
+
+class Weighting(enum.StrEnum):
+    r"""Time weightings of :class:`DenoisingScoreMatching`: ``STD2`` $\lambda = \sigma^2$
+    (the residual form) or ``LIKELIHOOD`` $\lambda = g^2$ (SDE models only)."""
+
+    STD2 = "std2"
+    LIKELIHOOD = "likelihood"
+
+
+WEIGHTINGS: tuple[str, ...] = tuple(w.value for w in Weighting)
+"""The names of :class:`Weighting` (for command-line flags)."""
+
+
+def _weighting(value) -> Weighting:
+    try:
+        return Weighting(value)
+    except ValueError:
+        raise ValueError(
+            f"unknown weighting {value!r}; expected one of: {', '.join(WEIGHTINGS)}"
+        ) from None
 
 
 def _check_positive_int(value, name: str) -> None:
@@ -24,9 +44,12 @@ def _check_positive_int(value, name: str) -> None:
         raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
 
 
-def _check_ebm(model, name: str) -> None:
-    if not isinstance(model, EBM):
-        raise ValueError(f"{name} trains an EBM, got {type(model).__name__}")
+def _check_energy_model(model, name: str) -> None:
+    if not isinstance(model, AbstractEnergyModel):
+        raise ValueError(
+            f"{name} trains an energy model (AbstractEnergyModel, e.g. an EBM), got "
+            f"{type(model).__name__}"
+        )
 
 
 class DenoisingScoreMatching(AbstractObjective):
@@ -53,22 +76,23 @@ class DenoisingScoreMatching(AbstractObjective):
 
     Arguments:
         k: noise draws per data point.
-        weighting: ``"std2"`` or ``"likelihood"``.
+        weighting: a :class:`Weighting` or its name, ``"std2"`` or ``"likelihood"``.
         holdout_repeats: noise draws per hold-out point in the hold-out loss.
     """
 
     k: int = eqx.field(static=True, default=1)
-    weighting: str = eqx.field(static=True, default="std2")
+    weighting: Weighting = eqx.field(static=True, default=Weighting.STD2, converter=_weighting)
     holdout_repeats: int = eqx.field(static=True, default=8)
 
     def __check_init__(self):
         _check_positive_int(self.k, "k")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(
-                f"unknown weighting {self.weighting!r}; expected one of: {', '.join(WEIGHTINGS)}"
-            )
 
     def __call__(self, model, x: Points, key: Key) -> Array:
+        if not isinstance(model, AbstractGaussianDiffusion):
+            raise ValueError(
+                f"DenoisingScoreMatching trains a Gaussian-kernel diffusion "
+                f"(AbstractGaussianDiffusion: a Diffusion or a DDPM), got {type(model).__name__}"
+            )
         z0 = jnp.repeat(model.standardizer(x.shape[-1]).forward(x), self.k, axis=0)
         k_t, k_noise = jax.random.split(key)
         t = model.training_times(k_t, z0.shape[0])
@@ -77,14 +101,13 @@ class DenoisingScoreMatching(AbstractObjective):
         zt = a[:, None] * z0 + std[:, None] * noise
         pred = jax.vmap(model.predict_noise)(t, zt)
         residual = jnp.sum((pred - noise) ** 2, axis=-1)
-        if self.weighting == "likelihood":
-            sde = getattr(model, "sde", None)
-            if sde is None:
+        if self.weighting is Weighting.LIKELIHOOD:
+            if not isinstance(model, AbstractSDEModel):
                 raise ValueError(
-                    f"the 'likelihood' weighting needs an SDE model (g(t)), got "
-                    f"{type(model).__name__}; use weighting='std2'"
+                    f"the 'likelihood' weighting needs an SDE model (AbstractSDEModel: g(t)), "
+                    f"got {type(model).__name__}; use weighting='std2'"
                 )
-            residual = residual * jax.vmap(sde.diffusion)(t) ** 2 / std**2
+            residual = residual * jax.vmap(model.sde.diffusion)(t) ** 2 / std**2
         return jnp.mean(residual)
 
 
@@ -146,7 +169,7 @@ class EnergyDSM(AbstractObjective):
             raise ValueError(f"expected alpha >= 0, got {self.alpha!r}")
 
     def __call__(self, model, x: Points, key: Key) -> Array:
-        _check_ebm(model, "EnergyDSM")
+        _check_energy_model(model, "EnergyDSM")
         z = jnp.repeat(model.standardizer(x.shape[-1]).forward(x), self.k, axis=0)
         eps = jax.random.normal(key, z.shape, z.dtype)
         grad_e = jax.vmap(jax.grad(model.total_energy))(z + self.sigma * eps)
