@@ -34,7 +34,8 @@ from _models import build, fit_checking_nll
 from lab import registry
 
 import flowlab
-from flowlab import atomic_write_text, couplings, datasets
+from flowlab import couplings, datasets
+from flowlab._checkpoint import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 EVAL_EVERY = 500

@@ -360,7 +360,7 @@ def main(argv=None) -> dict:
     }
     info["load_average_at_end"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    flowlab.atomic_write_text(args.out, json.dumps(result, indent=1))
+    flowlab._checkpoint.atomic_write_text(args.out, json.dumps(result, indent=1))
     print(f"\ntotal {result['total_s']:.1f} s; wrote {args.out}")
     return result
 

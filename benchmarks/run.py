@@ -33,7 +33,7 @@ from fastpaths import section_fastpaths, x64_probe
 from quality import plot_quality, section_quality
 from scaling import plot_scaling, section_scaling
 
-from flowlab import atomic_write_text
+from flowlab._checkpoint import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"

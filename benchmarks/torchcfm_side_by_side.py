@@ -415,7 +415,8 @@ def main() -> None:
     import numpy as np
 
     import flowlab
-    from flowlab import atomic_write_text, datasets
+    from flowlab import datasets
+    from flowlab._checkpoint import atomic_write_text
 
     train_jax, _ = datasets.split("checkerboard", jax.random.key(0))
     # Same standardised coordinates as flowlab's CNF (done once, outside the timed loop).
@@ -515,7 +516,7 @@ def main() -> None:
     print(
         f"Notes: ms/step = median over timed blocks (torch {block} steps, flowlab {CHUNK} steps "
         "per jit call,\n"
-        "  as flowlab.train.fit runs them; compile time separate); steps/s = over all timed "
+        "  as flowlab.fit runs them; compile time separate); steps/s = over all timed "
         "steps.\n"
         "  torchcfm: eager PyTorch, torchcfm.models.MLP: [x, t] -> 3 x (Linear 64 + SELU) -> "
         "Linear.\n"

@@ -46,7 +46,8 @@ from lab import figures, grid, report, studies, tables
 from lab.common import ROOT, machine, save_figures, write_json
 from lab.registry import FAMILIES
 
-from flowlab import atomic_write_text, datasets
+from flowlab import datasets
+from flowlab._checkpoint import atomic_write_text
 from flowlab.samplers import EulerMaruyama
 
 COURSE_DATASETS = ("spiral", "pinwheel", "checkerboard", "gaussian_mixture")

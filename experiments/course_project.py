@@ -36,7 +36,8 @@ from lab import grid, report, studies, tables
 from lab.common import ROOT, machine, write_json
 from lab.registry import FAMILIES, SMOKE
 
-from flowlab import atomic_write_text, datasets
+from flowlab import datasets
+from flowlab._checkpoint import atomic_write_text
 
 DEFAULT_MODELS = ("cnf_fm", "ddpm")
 DEFAULT_DATASETS = ("pinwheel", "checkerboard")

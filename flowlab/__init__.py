@@ -1,9 +1,16 @@
 """flowlab: generative models on 2D data with the best likelihood each can have.
 
 Every model meets one protocol (:class:`AbstractModel`: ``sample``, what it trains, its
-likelihood kind); every continuous-time model is an ODE flow (:class:`AbstractFlow`) that
-one likelihood ODE and one sampler serve. Submodules: ``datasets``, ``metrics``,
-``plotting``, ``samplers``, ``objectives``, ``nn``, ``sde``, ``train``.
+likelihood kind, stated by its type); every continuous-time model is an ODE flow
+(:class:`AbstractFlow`) that one likelihood ODE and one sampler serve; samplers and
+objectives ask for protocols (:class:`AbstractGaussianDiffusion`,
+:class:`AbstractSDEModel`, :class:`AbstractScoreModel`, :class:`AbstractEnergyModel`,
+:class:`AbstractLatentModel`), never for a family. One training loop, :func:`fit`.
+
+Submodules: ``objectives`` (every loss, one module per kind), ``optim`` (optimisers),
+``samplers`` (sampler objects), ``sde``, ``nn``, ``couplings``, ``datasets``, ``metrics``,
+``plotting``, and one module per family (``cnf``, ``diffusion``, ``ddpm``,
+``single_noise``, ``vae``, ``ebm``, ``gan``).
 """
 
 import importlib as _importlib
@@ -19,8 +26,6 @@ from . import samplers as samplers
 from . import sde as sde
 from . import vae as vae
 from ._checkpoint import CheckpointError as CheckpointError
-from ._checkpoint import atomic_write_bytes as atomic_write_bytes
-from ._checkpoint import atomic_write_text as atomic_write_text
 from ._checkpoint import load_model as load_model
 from ._checkpoint import read_header as read_header
 from ._checkpoint import save_model as save_model
@@ -35,7 +40,6 @@ from ._model import AbstractExactLikelihood as AbstractExactLikelihood
 from ._model import AbstractModel as AbstractModel
 from ._model import likelihood_kind as likelihood_kind
 from ._model import trainable_filter as trainable_filter
-from ._ode import ODEStats as ODEStats
 from ._ode import SolverOptions as SolverOptions
 from ._ode import Stats as Stats
 from ._ode import augmented_solve as augmented_solve
@@ -121,7 +125,6 @@ __all__ = [
     "History",
     "LinearBetaSchedule",
     "MaximumLikelihood",
-    "ODEStats",
     "ProbabilityFlow",
     "SingleNoiseDSM",
     "SingleNoiseScore",
@@ -131,8 +134,6 @@ __all__ = [
     "SubVPSDE",
     "TrainState",
     "Trainer",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "augmented_solve",
     "batch_value_and_divergence",
     "couplings",

@@ -26,7 +26,6 @@ import numpy as np
 from ._typing import Array, Point, Points, Time, Values
 
 __all__ = [
-    "ODEStats",
     "SolverOptions",
     "Stats",
     "augmented_solve",
@@ -40,7 +39,8 @@ __all__ = [
 # Vector-field evaluations per attempted step of each explicit solver, and whether it is
 # first-same-as-last (FSAL: its last stage is the next step's first, so a solve costs one
 # evaluation more than stages x steps, the initial one). Checked in the tests by counting
-# real calls of the field (tests/test_ode.py).
+# real calls of the field (tests/test_protocol.py,
+# test_nfe_counts_every_real_call_of_the_field).
 _STAGES = {
     diffrax.Tsit5: (6, True),
     diffrax.Dopri5: (6, True),
@@ -197,7 +197,6 @@ class Stats(eqx.Module):
         }
 
 
-ODEStats = Stats
 """The former name of :class:`Stats` (kept so older code keeps working)."""
 
 

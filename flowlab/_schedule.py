@@ -10,7 +10,6 @@ defaults and $T = 1000$, Ho et al.'s values), whose continuous limit is the same
 from __future__ import annotations
 
 import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 
 from ._typing import Array, Time
@@ -54,6 +53,3 @@ class LinearBetaSchedule(eqx.Module):
                 f"beta_max / num_steps = {betas[-1]:.3g} must be below 1; use more steps"
             )
         return betas
-
-
-_ = jnp

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,9 +164,6 @@ def test_readme_notebook_snippet_runs():
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["paths"].shape[1:] == (300, 2)
     assert np.isfinite(np.asarray(namespace["log_p"])).all()
-
-
-_ = eqx
 
 
 # -- the likelihood kind from the type alone; one sampling signature ---------------------------
@@ -379,3 +375,22 @@ def test_no_import_cycles_between_flowlab_modules():
             break
     assert not cycle, " -> ".join(cycle)
     assert "flowlab.diffusion" not in graph["flowlab.samplers"]
+
+
+def test_hygiene_one_version_no_aliases_no_private_helpers_in_the_api():
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == flowlab.__version__ == "0.2.0"
+    for name in ("ODEStats", "atomic_write_text", "atomic_write_bytes", "train"):
+        assert not hasattr(flowlab, name) and name not in flowlab.__all__
+    # data generators are not model samplers
+    generators = importlib.import_module("flowlab.datasets._generators")
+    assert generators.pinwheel is flowlab.datasets.pinwheel
+    with pytest.raises(ImportError):
+        importlib.import_module("flowlab.datasets._samplers")
+    # a test file a module cites exists
+    for path in (ROOT / "flowlab").rglob("*.py"):
+        for cited in re.findall(r"tests/(test_\w+\.py)", path.read_text()):
+            assert (ROOT / "tests" / cited).exists(), (path.name, cited)

@@ -4,7 +4,6 @@ Each bounds the hold-out NLL from both sides with its standard error: a model ca
 the truth (NLL >= entropy - 3 SE) and must come within the target of it."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -51,4 +50,3 @@ def test_ddpm_bound_lies_above_the_vp_models_exact_nll_and_the_entropy():
     h = datasets.entropy("pinwheel")
     assert exact > h - 3 * exact_se, (exact, exact_se, h)
     assert bound > exact, (bound, bound_se, exact, exact_se)
-    _ = jnp

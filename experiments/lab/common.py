@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 import flowlab
-from flowlab import atomic_write_bytes, atomic_write_text
+from flowlab._checkpoint import atomic_write_bytes, atomic_write_text
 from flowlab.plotting import save_figure
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -50,7 +50,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 import flowlab  # noqa: E402
-from flowlab import atomic_write_bytes, atomic_write_text, datasets, plotting  # noqa: E402
+from flowlab import datasets, plotting  # noqa: E402
+from flowlab._checkpoint import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 from . import tables  # noqa: E402
 from .common import ROOT  # noqa: E402

@@ -227,7 +227,7 @@ def write_kde_csv(path: Path, rows: list[dict]) -> None:
                 cells.append(str(v))
         lines.append(",".join(cells))
     path.parent.mkdir(parents=True, exist_ok=True)
-    flowlab.atomic_write_text(path, "\n".join(lines) + "\n")
+    flowlab._checkpoint.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def read_kde_csv(path: Path) -> list[dict]:

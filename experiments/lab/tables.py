@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowlab import atomic_write_text
+from flowlab._checkpoint import atomic_write_text
 
 COLUMNS = (
     "dataset",

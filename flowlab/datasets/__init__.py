@@ -41,6 +41,18 @@ their exact scores. Importing this package does no work beyond defining function
 imported on first use, nothing is compiled).
 """
 
+from ._generators import checkerboard as checkerboard
+from ._generators import ffjord_2spirals as ffjord_2spirals
+from ._generators import ffjord_8gaussians as ffjord_8gaussians
+from ._generators import ffjord_checkerboard as ffjord_checkerboard
+from ._generators import ffjord_circles as ffjord_circles
+from ._generators import ffjord_moons as ffjord_moons
+from ._generators import ffjord_pinwheel as ffjord_pinwheel
+from ._generators import ffjord_rings as ffjord_rings
+from ._generators import ffjord_swissroll as ffjord_swissroll
+from ._generators import gaussian_mixture as gaussian_mixture
+from ._generators import pinwheel as pinwheel
+from ._generators import spiral as spiral
 from ._params import COURSE_NAMES as COURSE_NAMES
 from ._params import FFJORD_NAMES as FFJORD_NAMES
 from ._params import NAMES as NAMES
@@ -52,18 +64,6 @@ from ._registry import has_log_prob as has_log_prob
 from ._registry import log_prob as log_prob
 from ._registry import sample as sample
 from ._registry import split as split
-from ._samplers import checkerboard as checkerboard
-from ._samplers import ffjord_2spirals as ffjord_2spirals
-from ._samplers import ffjord_8gaussians as ffjord_8gaussians
-from ._samplers import ffjord_checkerboard as ffjord_checkerboard
-from ._samplers import ffjord_circles as ffjord_circles
-from ._samplers import ffjord_moons as ffjord_moons
-from ._samplers import ffjord_pinwheel as ffjord_pinwheel
-from ._samplers import ffjord_rings as ffjord_rings
-from ._samplers import ffjord_swissroll as ffjord_swissroll
-from ._samplers import gaussian_mixture as gaussian_mixture
-from ._samplers import pinwheel as pinwheel
-from ._samplers import spiral as spiral
 
 __all__ = [
     "COURSE_NAMES",

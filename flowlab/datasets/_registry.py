@@ -14,8 +14,8 @@ from .._checks import check_count
 from .._typing import Key, Points
 from . import _densities as D
 from . import _entropy as E
+from ._generators import SAMPLERS
 from ._params import NAMES, check_key, check_name
-from ._samplers import SAMPLERS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,6 @@
-r"""Key-based JAX samplers, one jitted body per dataset and one public wrapper made from it.
+r"""Data generators: key-based JAX samplers of the datasets, one jitted body per dataset and
+one public wrapper made from it (not to be confused with the model samplers of
+:mod:`flowlab.samplers`).
 
 Throughout, $\varepsilon \sim \mathcal{N}(0, I)$ and $U \sim \mathcal{U}(0, 1)$ are fresh
 draws per point.
