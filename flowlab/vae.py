@@ -38,7 +38,7 @@ latent dimension) has the bounds only, likelihood kind *bound*. Both share
   to $\log p$ as $K$ grows;
 * :meth:`VAE.log_prob` (a :class:`VAE`: latent dimension at most two): the exact marginal
   $\log p(u) = \log \int p(u \mid z) p(z)\,dz$ by the trapezoid rule on a uniform grid over
-  $[-L, L]^k$ (:func:`flowlab._quadrature.trapezoid_rule`;
+  $[-L, L]^k$ (the trapezoid rule of ``flowlab._quadrature``;
   :meth:`VAE.log_prob_with_error` returns the error estimate). The rule
   converges geometrically for a smooth integrand once the grid resolves it; its error is
   estimated by the difference with the grid of half the resolution (every other node, so
