@@ -48,7 +48,10 @@ from flowlab import datasets
 from flowlab.metrics import DegenerateSamplesError, energy_distance, kde_log_likelihood
 from flowlab.samplers import DDIM, ODE, Ancestral, EulerMaruyama
 
+from . import pipeline
 from .common import ROOT, write_json
+from .registry import build_model
+from .results import load_cells, write_kde_csv
 
 # -- KDE study ------------------------------------------------------------------------------
 
@@ -200,46 +203,6 @@ def rankings(kde_rows: list[dict]) -> dict:
             (r["kde_nll"], r["model"])
         )
     return {k: [m for _, m in sorted(v)] for k, v in groups.items()}
-
-
-KDE_COLUMNS = (
-    "dataset",
-    "seed",
-    "model",
-    "bandwidth",
-    "factor",
-    "kde_nll",
-    "kde_nll_se",
-    "true_nll",
-    "bias",
-)
-
-
-def write_kde_csv(path: Path, rows: list[dict]) -> None:
-    lines = [",".join(KDE_COLUMNS)]
-    for r in rows:
-        cells = []
-        for c in KDE_COLUMNS:
-            v = r.get(c)
-            if isinstance(v, float):
-                cells.append(f"{v:.6g}" if math.isfinite(v) else "")
-            else:
-                cells.append(str(v))
-        lines.append(",".join(cells))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flowlab.atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_kde_csv(path: Path) -> list[dict]:
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["seed"] = int(r["seed"])
-        for c in ("factor", "kde_nll", "kde_nll_se", "true_nll", "bias"):
-            r[c] = float(r[c]) if r[c] else math.nan
-    return rows
 
 
 # -- sampler study: the exact score of the course Gaussian mixture ---------------------------
@@ -608,8 +571,6 @@ def train_study_model(
 ):
     """A VP diffusion trained by DSM on the course Gaussian mixture (the experiments'
     pipeline: 2000 training points; resumable in ``folder``); returns ``(model, hp)``."""
-    from . import pipeline
-
     run_args = argparse.Namespace(dataset="gaussian_mixture", seed=seed)
     train, holdout, keys, hp = pipeline.prepare("diffusion", run_args, budget)
     model, history, _ = pipeline.fit_or_load(
@@ -707,8 +668,6 @@ def summarise_sampler_study(study: dict) -> dict:
 
 def find_learned_model(results: Path):
     """A trained VP diffusion (or DDPM) on the Gaussian mixture in a results folder."""
-    from .registry import build_model
-
     for fam in ("diffusion", "ddpm"):
         for path in sorted(results.glob(f"models/gaussian_mixture/seed*/{fam}/model.eqx")):
             model, _ = flowlab.load_model(path, build_model)
@@ -726,14 +685,12 @@ def run_studies(
     progress: bool = False,
     fresh: bool = False,
 ) -> dict:
-    """Compute the studies for a results folder (arrays on disk, see ``report.py``) and
+    """Compute the studies for a results folder (arrays on disk, see :mod:`lab.results`) and
     write ``studies/kde.csv`` and ``studies/samplers.json``; returns what was written."""
-    from . import report
-
     out = {}
     t0 = time.perf_counter()
     if only in (None, "kde"):
-        cells = report.load_cells(results)
+        cells = load_cells(results)
         rows = kde_study(cells)
         write_kde_csv(results / "studies" / "kde.csv", rows)
         out["kde"] = rows
