@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import figures, grid, report, studies, tables
+from lab import figures, grid, report, results, studies, tables
 from lab.common import ROOT, machine, save_figures, write_json
 from lab.registry import FAMILIES
 
@@ -223,7 +223,7 @@ def main(argv=None) -> list[dict]:
             )
             rows += cell_rows
             details.update({f"{name}/seed{seed}/{m}": d for m, d in cell_details.items()})
-            report.write_cell_arrays(out, name, seed, **cell_arrays)
+            results.write_cell_arrays(out, name, seed, **cell_arrays)
             for r in cell_rows:
                 print("      " + grid.line(r))
             if seed == 0:
@@ -237,7 +237,7 @@ def main(argv=None) -> list[dict]:
                     settings["grid"],
                     len(cell_arrays["holdout"]),
                 )
-                report.write_density(out, name, *density[name])
+                results.write_density(out, name, *density[name])
             timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
     timings["grid_s"] = time.perf_counter() - t_start
     tables.write_csv(out / "results.csv", rows)

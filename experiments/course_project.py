@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import grid, report, studies, tables
+from lab import grid, report, results, studies, tables
 from lab.common import ROOT, machine, write_json
 from lab.registry import FAMILIES, SMOKE
 
@@ -175,12 +175,12 @@ def main(argv=None) -> dict:
             )
             rows += cell_rows
             details.update({f"{name}/seed{seed}/{m}": d for m, d in cell_details.items()})
-            report.write_cell_arrays(out, name, seed, **arrays)
+            results.write_cell_arrays(out, name, seed, **arrays)
             if seed == 0:
                 models_seed0[name] = models
                 grids = grid.density_grids(name, models, arrays["train"], settings["grid"],
                                            len(arrays["holdout"]))  # fmt: skip
-                report.write_density(out, name, *grids)
+                results.write_density(out, name, *grids)
             timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
             for r in cell_rows:
                 print("      " + grid.line(r))

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("typst")
 
 import course_project  # noqa: E402
-from lab import studies, tables  # noqa: E402
+from lab import report, studies, tables  # noqa: E402
 
 from flowlab import datasets  # noqa: E402
 
@@ -47,8 +47,6 @@ def test_smoke_run_writes_results_studies_and_pdf(tmp_path):
     assert (out / "studies" / "kde.csv").exists() and (out / "studies" / "samplers.json").exists()
     assert (out / "report_build" / "body.typ").read_text().count("#figure(") >= 4
     # re-rendering from disk alone (no training) gives the same document text
-    import report
-
     body = (out / "report_build" / "body.typ").read_text()
     report.render(out, tmp_path / "again.pdf", build=tmp_path / "build")
     assert (tmp_path / "build" / "body.typ").read_text() == body

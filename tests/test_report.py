@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 typst = pytest.importorskip("typst")
 
-from lab import grid, report, studies, tables  # noqa: E402
+from lab import grid, report, results, studies, tables  # noqa: E402
 from lab.evaluate import sample_metrics  # noqa: E402
 from lab.registry import FAMILIES  # noqa: E402
 
@@ -100,7 +100,7 @@ def build_fixture(path: Path, seeds=(0,)) -> Path:
             )
             sm = sample_metrics(samples["oracle"], holdout, reference, full=True)
             rows.append(grid.row_record(base, "oracle", lik, sm, 0, 0.0, 0.0, 0))
-            report.write_cell_arrays(
+            results.write_cell_arrays(
                 path, name, seed, train=train, holdout=holdout, reference=reference, samples=samples
             )
             for i, fam in enumerate(MODELS):
@@ -112,7 +112,7 @@ def build_fixture(path: Path, seeds=(0,)) -> Path:
         xs, ys, pts = flowlab.plotting.grid(lo, hi, 30)
         true_grid = datasets.log_prob(name, pts)
         blurred = np.maximum(true_grid, -8.0) - 0.1 * np.sum(pts**2, axis=1)
-        report.write_density(path, name, xs, ys, {"cnf_fm": blurred, "true": true_grid})
+        results.write_density(path, name, xs, ys, {"cnf_fm": blurred, "true": true_grid})
     tables.write_csv(path / "results.csv", rows)
     budgets = {fam: dict(FAMILIES[fam].defaults, steps=200, eval_every=40) for fam in MODELS}
     config = dict(
@@ -128,7 +128,7 @@ def build_fixture(path: Path, seeds=(0,)) -> Path:
         machine=dict(cpu_count=2, platform="test", jax=jax.__version__, backend="cpu"),
     )
     (path / "config.json").write_text(json.dumps(config))
-    studies.write_kde_csv(path / "studies" / "kde.csv", studies.kde_study(report.load_cells(path)))
+    results.write_kde_csv(path / "studies" / "kde.csv", studies.kde_study(results.load_cells(path)))
     settings = studies.SamplerStudySettings(steps=(10, 100), gaussian_steps=(10, 100, 1000))
     mixture = []
     for s, (score, scale) in enumerate((("exact", 1.0), ("learned", 3.0))):
@@ -417,7 +417,7 @@ def test_appendix_tables_have_every_csv_row_and_number(rendered):
 def test_kde_table_has_the_study_numbers(rendered):
     path, _, build = rendered
     header, body = typeset_tables(build)["tab:kde"]
-    kde = studies.read_kde_csv(path / "studies" / "kde.csv")
+    kde = results.read_kde_csv(path / "studies" / "kde.csv")
     res = report.load(path)
     labels = {res.label(m): m for m in [*MODELS, "oracle"]}
     dataset = None
