@@ -37,7 +37,8 @@ from lab.registry import FAMILIES, SMOKE, build_optimizer
 from lab.registry import build_model as build_model  # flowlab.load_model(path, build_model)
 
 from flowlab import datasets, plotting
-from flowlab.gan import EQUILIBRIUM_D_LOSS, EQUILIBRIUM_G_LOSS, GAN, sample_diagnostics
+from flowlab.evaluate import diagnostics as sample_diagnostics
+from flowlab.gan import EQUILIBRIUM_D_LOSS, EQUILIBRIUM_G_LOSS, GAN
 from flowlab.metrics import energy_distance
 
 # The factory's GAN defaults (steps=10k, latent 8, MLPs 128x3 leaky ReLU, batch 256, both

@@ -3,7 +3,7 @@
 Every model meets one protocol (:class:`AbstractModel`: ``sample``, what it trains, its
 likelihood kind); every continuous-time model is an ODE flow (:class:`AbstractFlow`) that
 one likelihood ODE and one sampler serve. Submodules: ``datasets``, ``metrics``,
-``plotting``, ``samplers``, ``objectives``, ``nn``, ``sde``, ``train``.
+``plotting``, ``evaluate``, ``samplers``, ``objectives``, ``nn``, ``sde``, ``train``.
 """
 
 import importlib as _importlib
@@ -73,7 +73,7 @@ from .vae import NegativeELBO as NegativeELBO
 
 __version__ = "0.2.0"
 
-_LAZY = ("metrics", "plotting")  # SciPy / matplotlib: imported on first use
+_LAZY = ("evaluate", "metrics", "plotting")  # SciPy / matplotlib: imported on first use
 
 
 def __getattr__(name):
@@ -131,6 +131,7 @@ __all__ = [
     "couplings",
     "datasets",
     "default_optimizer",
+    "evaluate",
     "fit",
     "flow_solve",
     "get_sde",

@@ -15,6 +15,7 @@ import scipy.stats
 
 import flowlab
 from flowlab import Standardize, Trainer
+from flowlab.evaluate import diagnostics as sample_diagnostics
 from flowlab.fit import fit
 from flowlab.gan import (
     EQUILIBRIUM_D_LOSS,
@@ -25,7 +26,6 @@ from flowlab.gan import (
     discriminator_loss,
     generator_loss,
     player_labels,
-    sample_diagnostics,
 )
 from flowlab.metrics import DegenerateSamplesError, energy_distance, kde_log_likelihood
 
