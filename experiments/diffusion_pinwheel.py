@@ -29,10 +29,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from lab import figures, pipeline
 from lab.common import apply_flags, base_parser, check_dataset, default_out
-from lab.evaluate import sample_metrics
-from lab.registry import FAMILIES, SMOKE
+from lab.registry import script_defaults
 
 from flowlab import plotting
+from flowlab.evaluate import sample_metrics
 from flowlab.samplers import get_sampler
 from flowlab.sde import SDES
 
@@ -59,9 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=None)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
-    hp = dict(FAMILIES["diffusion"].defaults)
-    if args.smoke:
-        hp.update(SMOKE)
+    hp = script_defaults("diffusion", smoke=args.smoke)
     apply_flags(hp, args, ("steps", "width", "depth", "batch_size", "lr", "eval_every"))
     hp.update(sde=args.sde, objective="dsm")
     default_out(args, f"diffusion_{args.dataset}_{args.sde}")

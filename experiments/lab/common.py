@@ -4,10 +4,10 @@ Every experiment script takes ``--dataset --steps --seed --out --smoke --fresh``
 ``metrics.json``, ``samples.npz``, ``history.json``, a model checkpoint and figures to
 ``--out``; full (non-smoke) runs also copy their figures to ``figures/``.
 
-The rest of the shared code, one idea per module: ``registry.py`` (family name -> model,
-objective, default hyperparameters), ``pipeline.py`` (train, evaluate and write one model on
-one dataset), ``evaluate.py`` (likelihood by declared kind, sample metrics, reference
-numbers), ``figures.py`` (the figure set).
+The rest of the shared code, one idea per module: ``registry.py`` (one entry per family:
+label, defaults, smoke budget, table rows, objective), ``pipeline.py`` (train, evaluate
+through :mod:`flowlab.evaluate` and write one model on one dataset), ``grid.py`` (the
+comparison grid), ``figures.py`` (the figure set).
 """
 
 from __future__ import annotations
