@@ -18,6 +18,7 @@ from . import samplers as samplers
 from . import sde as sde
 from . import train as train
 from . import vae as vae
+from ._build import build_model as build_model
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import atomic_write_bytes as atomic_write_bytes
 from ._checkpoint import atomic_write_text as atomic_write_text
@@ -128,6 +129,7 @@ __all__ = [
     "atomic_write_text",
     "augmented_solve",
     "batch_value_and_divergence",
+    "build_model",
     "couplings",
     "datasets",
     "default_optimizer",

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ._standardize import Standardize
 
-__all__ = ["FAMILY_BUILDERS", "build_model", "standardize_from"]
+__all__ = ["build_model"]
 
 
 def standardize_from(hp: dict) -> Standardize:
@@ -110,7 +110,7 @@ def _ebm(hp, key, std):
     )
 
 
-FAMILY_BUILDERS: dict[str, Callable[[dict, Any, Standardize], Any]] = {
+_BUILDERS: dict[str, Callable[[dict, Any, Standardize], Any]] = {
     "cnf_fm": _cnf,
     "cnf_mle": _cnf,
     "diffusion": _diffusion,
@@ -126,14 +126,17 @@ FAMILY_BUILDERS: dict[str, Callable[[dict, Any, Standardize], Any]] = {
 
 
 def build_model(hp: dict) -> Any:
-    """The model of the saved hyperparameters ``hp`` (``hp["family"]`` picks the
-    construction; weights drawn from ``hp["seed"]``), or a ``ValueError`` naming the
-    families it knows."""
+    """The model of the hyperparameters ``hp`` a script records (``hp["family"]`` picks the
+    construction: ``cnf_fm``, ``cnf_mle``, ``diffusion``, ``ddpm``, ``dsm``, ``vae``,
+    ``ebm``, ``gan``; ``width``, ``depth``, ``activation`` and the family's own entries
+    size it; ``standardize_loc`` / ``standardize_scale`` its standardisation; weights drawn
+    from ``hp["seed"]``), or a ``ValueError`` naming the families it knows. What
+    :func:`flowlab.load_model` uses when given no build function."""
     name = hp.get("family")
-    if name not in FAMILY_BUILDERS:
+    if name not in _BUILDERS:
         raise ValueError(
             f"no standard construction for family {name!r}; expected one of: "
-            f"{', '.join(FAMILY_BUILDERS)} (or pass load_model a build function)"
+            f"{', '.join(_BUILDERS)} (or pass load_model a build function)"
         )
     key = jax.random.fold_in(jax.random.key(hp["seed"]), 1)
-    return FAMILY_BUILDERS[name](hp, key, standardize_from(hp))
+    return _BUILDERS[name](hp, key, standardize_from(hp))

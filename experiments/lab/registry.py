@@ -27,8 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 import flowlab
-from flowlab._build import build_model as _build_model
-from flowlab._build import standardize_from as standardize_from
 from flowlab.samplers import EulerMaruyama
 
 
@@ -44,7 +42,7 @@ class Row:
 @dataclasses.dataclass(frozen=True)
 class Family:
     """How to train, evaluate and describe one model family in the scripts. (How to build
-    its model from the hyperparameters lives in the library: ``flowlab._build``.)"""
+    its model from the hyperparameters lives in the library: :func:`flowlab.build_model`.)"""
 
     name: str
     label: str
@@ -355,7 +353,7 @@ def script_defaults(name: str, *, smoke: bool) -> dict:
 def build_model(hp: dict):
     """The model of a run from its hyperparameters (``hp["family"]`` picks the family; the
     weights are drawn from ``hp["seed"]``): the library's standard construction."""
-    return _build_model(hp)
+    return flowlab.build_model(hp)
 
 
 def build_objective(hp: dict):
