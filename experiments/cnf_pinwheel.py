@@ -16,7 +16,7 @@ import sys
 
 from lab import figures, pipeline
 from lab.common import apply_flags, base_parser, check_dataset, default_out
-from lab.registry import FAMILIES, SMOKE
+from lab.registry import script_defaults
 
 OBJECTIVES = {"fm": "cnf_fm", "mle": "cnf_mle"}
 
@@ -36,9 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=None)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
-    hp = dict(FAMILIES[OBJECTIVES[args.objective]].defaults)
-    if args.smoke:
-        hp.update(SMOKE)
+    hp = script_defaults(OBJECTIVES[args.objective], smoke=args.smoke)
     apply_flags(hp, args, ("steps", "width", "depth", "batch_size", "lr", "eval_every"))
     hp["objective"] = args.objective
     default_out(args, f"cnf_{args.dataset}_{args.objective}")

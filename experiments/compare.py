@@ -44,39 +44,13 @@ from pathlib import Path
 
 from lab import figures, grid, report, results, studies, tables
 from lab.common import ROOT, machine, save_figures, write_json
-from lab.registry import FAMILIES
+from lab.registry import FAMILIES, LABELS, ROWS
 
 from flowlab import datasets
 from flowlab._checkpoint import atomic_write_text
-from flowlab.samplers import EulerMaruyama
 
 COURSE_DATASETS = ("spiral", "pinwheel", "checkerboard", "gaussian_mixture")
-# row -> (trained family, sampler factory(settings) or None for the model's default)
-ROWS = {
-    "cnf_mle": ("cnf_mle", None),
-    "cnf_fm": ("cnf_fm", None),
-    "diffusion_sde": ("diffusion", lambda s: EulerMaruyama(steps=s["sde_steps"])),
-    "diffusion_ode": ("diffusion", None),
-    "ddpm": ("ddpm", None),
-    "dsm": ("dsm", None),
-    "vae": ("vae", None),
-    "ebm": ("ebm", None),
-    "gan": ("gan", None),
-}
-MODELS = tuple(ROWS)
-LABELS = {
-    "cnf_mle": "CNF (max. likelihood)",
-    "cnf_fm": "CNF (flow matching)",
-    "diffusion_sde": "VP diffusion, reverse SDE",
-    "diffusion_ode": "VP diffusion, PF-ODE",
-    "diffusion": "VP diffusion (DSM)",
-    "ddpm": "DDPM (ancestral)",
-    "dsm": "single-noise DSM (Langevin)",
-    "vae": "VAE (decoder noise)",
-    "ebm": "EBM (Langevin)",
-    "gan": "GAN",
-    "oracle": "oracle (true samples)",
-}
+MODELS = tuple(ROWS)  # the table's rows: registry.ROWS (a family sampled one way each)
 
 # Training budgets per family, chosen so that the full grid (4 datasets x 8 families x 3
 # seeds, evaluation included) takes at most 45 minutes on two CPU cores. cnf_mle, cnf_fm and

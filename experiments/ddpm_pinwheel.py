@@ -26,10 +26,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from lab import figures, pipeline
 from lab.common import ROOT, apply_flags, base_parser, check_dataset, default_out
-from lab.evaluate import sample_metrics
-from lab.registry import FAMILIES, SMOKE
+from lab.registry import script_defaults
 
 from flowlab import plotting
+from flowlab.evaluate import sample_metrics
 from flowlab.samplers import DDIM, Ancestral
 
 
@@ -41,9 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
-    hp = dict(FAMILIES["ddpm"].defaults)
-    if args.smoke:
-        hp.update(SMOKE)
+    hp = script_defaults("ddpm", smoke=args.smoke)
     apply_flags(hp, args, ("num_diffusion_steps", "width", "depth", "lr"))
     default_out(args, f"ddpm_{args.dataset}")
     return args, hp

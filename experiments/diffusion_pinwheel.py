@@ -29,10 +29,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from lab import figures, pipeline
 from lab.common import apply_flags, base_parser, check_dataset, default_out
-from lab.evaluate import sample_metrics
-from lab.registry import FAMILIES, SMOKE
+from lab.registry import script_defaults
 
 from flowlab import plotting
+from flowlab.evaluate import sample_metrics
 from flowlab.samplers import get_sampler
 from flowlab.sde import SDES
 
@@ -59,9 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=None)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
-    hp = dict(FAMILIES["diffusion"].defaults)
-    if args.smoke:
-        hp.update(SMOKE)
+    hp = script_defaults("diffusion", smoke=args.smoke)
     apply_flags(hp, args, ("steps", "width", "depth", "batch_size", "lr", "eval_every"))
     hp.update(sde=args.sde, objective="dsm")
     default_out(args, f"diffusion_{args.dataset}_{args.sde}")
@@ -75,14 +73,10 @@ def sampler_runs(sampler: str, smoke: bool) -> list[tuple[str, str, int]]:
     return [(f"{name}_{s}", name, s) for name in names for s in table[name]]
 
 
-def main(argv=None) -> dict:
-    args, hp = parse_args(argv)
-    r = pipeline.run("diffusion", args, hp)
-    m, name = r.metrics, args.dataset.replace("_", " ")
-    m.update(sde=args.sde, objective="dsm", eps=r.model.sde.eps)
-
-    # -- samplers: the PF-ODE (the pipeline's samples) and each fixed-step sampler ------------
-    runs = [("ode", "ode", None), *sampler_runs(args.sampler, args.smoke)]
+def sampler_table(r: pipeline.Run, runs) -> tuple[dict, dict]:
+    """Samples and scores of the PF-ODE (the pipeline's samples) and of every fixed-step
+    sampler run of ``runs``: ``(samples, table)`` keyed by run label."""
+    m = r.metrics
     samples = {"ode": r.samples}
     table = {
         "ode": {
@@ -112,10 +106,52 @@ def main(argv=None) -> dict:
             "finite": bool(np.isfinite(x).all()),
             **sample_metrics(x, r.holdout, r.train),
         }
+    return samples, table
+
+
+def samples_figure(r: pipeline.Run, runs, samples: dict, table: dict, *, title: str):
+    """One panel per sampler run: its samples over the true ones, with NFE and KDE score."""
+    lo, hi = figures.limits(r.train)
+    cols = min(3, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5.2 * rows), squeeze=False)
+    for ax, (label, sampler_name, steps) in zip(axes.flat, runs, strict=False):
+        sm = table[label]
+        if steps is None:
+            panel = "PF-ODE (adaptive)"
+        elif sampler_name == "ddim":
+            panel = f"DDIM (eta = 0), {steps} steps"
+        else:
+            panel = f"{TITLES[sampler_name]}, {steps} steps"
+        kde = sm["kde_loglik"]
+        panel += f"\nNFE {sm['nfe']}, KDE loglik " + (
+            f"{kde['mean']:.3f}" if kde is not None else sm["sample_diagnostic"][:20]
+        )
+        plotting.sample_overlay(
+            np.where(np.isfinite(samples[label]), samples[label], np.nan),
+            r.oracle,
+            title=panel,
+            labels=("model samples", "true samples"),
+            lim=((lo[0], hi[0]), (lo[1], hi[1])),
+            ax=ax,
+        )
+    for ax in list(axes.flat)[len(runs) :]:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> dict:
+    args, hp = parse_args(argv)
+    r = pipeline.run("diffusion", args, hp)
+    m, name = r.metrics, args.dataset.replace("_", " ")
+    m.update(sde=args.sde, objective="dsm", eps=r.model.sde.eps)
+    runs = [("ode", "ode", None), *sampler_runs(args.sampler, args.smoke)]
+    samples, table = sampler_table(r, runs)
     m["samplers"] = table
     r.arrays = {k: v for k, v in samples.items() if k != "ode"}
 
-    # -- figures -------------------------------------------------------------------------------
     sde_label = {"vp": "VP", "subvp": "sub-VP", "ve": "VE"}[args.sde]
     r.figures["training"] = figures.training(
         r.history,
@@ -125,35 +161,10 @@ def main(argv=None) -> dict:
         reference=m.get("true_entropy"),
         ema_weights=bool(hp["ema_decay"]),
     )
-    lo, hi = figures.limits(r.train)
-    cols = min(3, len(runs))
-    rows = math.ceil(len(runs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5.2 * rows), squeeze=False)
-    for ax, (label, sampler_name, steps) in zip(axes.flat, runs, strict=False):
-        sm = table[label]
-        if steps is None:
-            title = "PF-ODE (adaptive)"
-        elif sampler_name == "ddim":
-            title = f"DDIM (eta = 0), {steps} steps"
-        else:
-            title = f"{TITLES[sampler_name]}, {steps} steps"
-        kde = sm["kde_loglik"]
-        title += f"\nNFE {sm['nfe']}, KDE loglik " + (
-            f"{kde['mean']:.3f}" if kde is not None else sm["sample_diagnostic"][:20]
-        )
-        plotting.sample_overlay(
-            np.where(np.isfinite(samples[label]), samples[label], np.nan),
-            r.oracle,
-            title=title,
-            labels=("model samples", "true samples"),
-            lim=((lo[0], hi[0]), (lo[1], hi[1])),
-            ax=ax,
-        )
-    for ax in list(axes.flat)[len(runs) :]:
-        ax.set_axis_off()
-    fig.suptitle(f"Diffusion ({sde_label} SDE) on {name}: samplers vs true samples")
-    fig.tight_layout()
-    r.figures["samples"] = fig
+    r.figures["samples"] = samples_figure(
+        r, runs, samples, table,
+        title=f"Diffusion ({sde_label} SDE) on {name}: samplers vs true samples",
+    )  # fmt: skip
     r.figures["density"] = figures.density(
         r.model,
         args.dataset,

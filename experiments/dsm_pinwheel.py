@@ -19,7 +19,7 @@ import sys
 
 from lab import figures, pipeline
 from lab.common import apply_flags, base_parser, check_dataset, default_out
-from lab.registry import FAMILIES, SMOKE
+from lab.registry import script_defaults
 
 from flowlab.samplers import Langevin
 
@@ -31,9 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--langevin-steps", type=int, default=1000)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
-    hp = dict(FAMILIES["dsm"].defaults)
+    hp = script_defaults("dsm", smoke=args.smoke)
     if args.smoke:
-        hp.update(SMOKE)
         args.langevin_steps = min(args.langevin_steps, 50)
     apply_flags(hp, args, ("sigma", "k", "steps"))
     hp["langevin_steps"] = args.langevin_steps

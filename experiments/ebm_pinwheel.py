@@ -36,69 +36,35 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from lab import figures, pipeline
-from lab.common import base_parser, check_dataset, default_out, machine, timed
-from lab.evaluate import likelihood_metrics, noise_floor, reference_metrics, sample_metrics
-from lab.registry import standardize_from
+from lab import figures, pipeline, registry
+from lab.common import base_parser, check_dataset, default_out
 
 import flowlab
-from flowlab import datasets, plotting
-from flowlab.ebm import EBM, data_box, energy_mlp
-from flowlab.objectives import ContrastiveDivergence, EnergyDSM
+from flowlab import plotting
+from flowlab.ebm import EBM
 
-# Measured on pinwheel, seed 0 (2 loaded CPU cores): CD reaches an exact hold-out NLL of
-# 0.12 nats (entropy -0.09) in 6000 steps, about 3 minutes compile included; DSM 0.18.
-COMMON = dict(
-    width=64,
-    depth=3,
-    activation="silu",
-    batch_size=256,
-    lr=2e-3,
-    ema_decay=None,
-    margin=0.5,
-    wall_width=2.0,
-    wall_stiffness=16.0,
-    energy_bound=30.0,
-    quadrature_panels=16,
-    quadrature_order=8,
-    sample_steps=5000,
-    sample_step_size=3e-2,
-    sample_final_step_size=1e-3,
-)
-DEFAULTS = {
-    "cd": dict(
-        COMMON,
-        steps=6000,
-        eval_every=500,
-        langevin_steps=20,
-        step_size=5e-3,
-        alpha=0.1,
-        buffer_size=10_000,
-        reinit_prob=0.05,
-        holdout_steps=200,
-    ),
-    "dsm": dict(COMMON, steps=4000, eval_every=500, sigma=0.1, k=4, dsm_alpha=1e-3),
-}
-SMOKE = dict(
-    steps=40,
-    width=32,
-    depth=2,
-    batch_size=128,
-    eval_every=20,
-    langevin_steps=5,
-    buffer_size=1000,
-    holdout_steps=20,
-    quadrature_panels=4,
-    sample_steps=50,
-)
+OBJECTIVES = {"cd": "ebm_cd", "dsm": "ebm_dsm"}  # --objective -> registry family
 LOG_Z_TOL = 1e-4  # refine log Z until two successive estimates agree to this
+FLAGS = (
+    "steps",
+    "width",
+    "depth",
+    "batch_size",
+    "lr",
+    "eval_every",
+    "langevin_steps",
+    "step_size",
+    "alpha",
+    "sigma",
+    "sample_steps",
+)
 
 
 def parse_args(argv=None):
     p = base_parser(__doc__.splitlines()[0], "pinwheel")
     p.add_argument(
         "--objective",
-        choices=list(DEFAULTS),
+        choices=list(OBJECTIVES),
         default="cd",
         help="cd: persistent contrastive divergence; dsm: denoising score matching",
     )
@@ -114,22 +80,8 @@ def parse_args(argv=None):
     p.add_argument("--sample-steps", type=int, default=None, help="Langevin steps of sampling")
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
-    hp = dict(DEFAULTS[args.objective])
-    if args.smoke:
-        hp.update({k: v for k, v in SMOKE.items() if k in hp})
-    for name in (
-        "steps",
-        "width",
-        "depth",
-        "batch_size",
-        "lr",
-        "eval_every",
-        "langevin_steps",
-        "step_size",
-        "alpha",
-        "sigma",
-        "sample_steps",
-    ):
+    hp = registry.script_defaults(OBJECTIVES[args.objective], smoke=args.smoke)
+    for name in FLAGS:
         value = getattr(args, name)
         if value is not None:
             if name not in hp:
@@ -142,36 +94,7 @@ def parse_args(argv=None):
     return args, hp
 
 
-def build_model(hp: dict) -> EBM:
-    """The EBM of a run from its hyperparameters (weights from the seed); what
-    ``flowlab.load_model(path, build_model)`` needs."""
-    key = jax.random.fold_in(jax.random.key(hp["seed"]), 1)
-    return EBM(
-        energy_mlp(2, hp["width"], hp["depth"], hp["activation"], key=key),
-        tuple(tuple(b) for b in hp["box"]),
-        standardize=standardize_from(hp),
-        wall_width=hp["wall_width"],
-        wall_stiffness=hp["wall_stiffness"],
-        energy_bound=hp["energy_bound"],
-        quadrature_panels=hp["quadrature_panels"],
-        quadrature_order=hp["quadrature_order"],
-    )
-
-
-def build_objective(hp: dict):
-    if hp["objective"] == "cd":
-        return ContrastiveDivergence(
-            langevin_steps=hp["langevin_steps"],
-            step_size=hp["step_size"],
-            buffer_size=hp["buffer_size"],
-            reinit_prob=hp["reinit_prob"],
-            alpha=hp["alpha"],
-            holdout_steps=hp["holdout_steps"],
-        )
-    return EnergyDSM(sigma=hp["sigma"], k=hp["k"], alpha=hp["dsm_alpha"])
-
-
-def training_metrics(holdout) -> dict:
+def training_metrics(model, holdout, hp: dict) -> dict:
     """The exact hold-out NLL and the quadrature's error estimate at every evaluation (one
     jitted evaluation for both)."""
 
@@ -217,88 +140,16 @@ def energy_curves(history, *, title: str) -> plt.Figure:
     return fig
 
 
-def main(argv=None) -> dict:
-    args, hp = parse_args(argv)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    family = f"ebm_{args.objective}"
-    train, holdout, keys, hp = pipeline.prepare(family, args, hp)
-    z_train = standardize_from(hp).forward(train)
-    hp["box"] = [list(b) for b in data_box(z_train, hp["margin"])]
-    model = build_model(hp)
-    objective = build_objective(hp)
-    ckpt = out / "checkpoint.eqx"
-    if args.fresh:
-        ckpt.unlink(missing_ok=True)
-    n_params = flowlab.nn.num_parameters(pipeline.eqx_filter_trainable(model))
-    print(
-        f"[{family}] {args.dataset}: {hp['n_train']} train / {hp['n_holdout']} hold-out points; "
-        f"EBM ({args.objective}), energy MLP width {hp['width']} depth {hp['depth']}; "
-        f"{hp['steps']} steps of batch {hp['batch_size']}; {n_params} trained parameters; "
-        f"likelihood: {flowlab.likelihood_kind(model)}"
-    )
-    t0 = time.perf_counter()
-    model, history = flowlab.fit(
-        model,
-        objective,
-        train,
-        holdout,
-        key=keys["train"],
-        steps=hp["steps"],
-        batch_size=hp["batch_size"],
-        optimizer=flowlab.default_optimizer(hp["steps"], hp["lr"]),
-        eval_every=hp["eval_every"],
-        ema_decay=hp["ema_decay"],
-        metrics=training_metrics(holdout),
-        checkpoint=ckpt,
-        hyperparameters=hp,
-        progress=not args.no_progress,
-    )
-    fit_call_s = time.perf_counter() - t0
-    history.save(out / "history.json")
-    flowlab.save_model(out / "model.eqx", model, hp)
-
-    # -- the exact likelihood, its normaliser and its error -------------------------------
-    lik = likelihood_metrics(model, holdout, key=keys["bound"])
-    log_prob = lik.pop("_log_prob", None)
+def normaliser_metrics(model: EBM, hp: dict, nll) -> dict:
+    """log Z by the reported rule (2P panels, error estimate against P panels, as
+    ``log_prob`` uses) and refined until two successive rules agree to ``LOG_Z_TOL``."""
     t = time.perf_counter()
     log_z = model.converged_log_normalizer(tol=LOG_Z_TOL, max_panels=4 * hp["quadrature_panels"])
     log_z_s = time.perf_counter() - t
-    # the reported rule (2P panels) and its error estimate (vs P panels), as log_prob uses
     (_, coarse), (_, fine) = log_z["history"][:2]
-    fine_err = abs(fine - coarse)
-    model_entropy = float(eqx.filter_jit(EBM.entropy)(model))
-
-    # -- samples ----------------------------------------------------------------------------
-    sampler = flowlab.samplers.Langevin(
-        steps=hp["sample_steps"],
-        step_size=hp["sample_step_size"],
-        final_step_size=hp["sample_final_step_size"],
-    )
-    (samples, stats), sample_s = timed(
-        model.sample_with_stats, keys["sample"], pipeline.N_SAMPLES, repeats=1, sampler=sampler
-    )
-    samples = np.asarray(samples)
-    oracle = np.asarray(datasets.sample(args.dataset, keys["oracle"], pipeline.N_SAMPLES))
-    train_np, holdout_np = np.asarray(train), np.asarray(holdout)
-    sm = sample_metrics(samples, holdout_np, train_np)
-    om = sample_metrics(oracle, holdout_np, train_np)
-    finite = np.isfinite(samples).all(axis=1)
-    sample_self_nll = float(-np.mean(np.asarray(model.log_prob(samples[finite]))))
-    ed_true = flowlab.metrics.energy_distance(samples[finite], oracle)
-    floor = noise_floor(args.dataset, pipeline.N_SAMPLES, key=jax.random.fold_in(keys["oracle"], 1))
-    ref = reference_metrics(args.dataset, holdout_np, log_prob)
-
-    final = {k: v[-1] for k, v in history.metrics.items() if v}
-    metrics = {
-        "family": family,
-        "dataset": args.dataset,
-        "seed": args.seed,
-        "steps": hp["steps"],
-        "objective": args.objective,
-        **lik,
+    return {
         "log_z": fine,
-        "log_z_quadrature_error": fine_err,
+        "log_z_quadrature_error": abs(fine - coarse),
         "log_z_nodes_per_axis": 2 * hp["quadrature_panels"] * hp["quadrature_order"],
         "log_z_converged": log_z["log_z"],
         "log_z_converged_error": log_z["error"],
@@ -307,85 +158,87 @@ def main(argv=None) -> dict:
         "log_z_refinement": log_z["history"],
         "log_z_outside_mass_bound": log_z["outside_mass_bound"],
         "log_z_time_s": log_z_s,
-        "holdout_nll_converged_log_z": None
-        if lik["holdout_nll"] is None
-        else lik["holdout_nll"] + log_z["log_z"] - fine,
+        "holdout_nll_converged_log_z": None if nll is None else nll + log_z["log_z"] - fine,
         "quadrature_box": [list(b) for b in model.quadrature_box],
-        "model_entropy": model_entropy,
-        "sample_self_nll": sample_self_nll,
-        "sample_self_nll_note": "-mean log p(samples): equals model_entropy when the sampler "
-        "samples the model exactly",
-        "sampler": repr(sampler),
-        "sample_steps": hp["sample_steps"],
-        "sample_nfe": int(stats.nfe),
-        "sample_nfe_note": "energy-gradient evaluations per sample (one per Langevin step)",
-        "sample_time_s": sample_s,
-        "n_samples": pipeline.N_SAMPLES,
-        "train_time_s": history.wall_time[-1],
-        "train_steps_per_s": hp["steps"] / history.wall_time[-1],
-        "fit_call_s": fit_call_s,
-        **sm,
-        "kde_loglik_oracle": om["kde_loglik"],
-        "bhattacharyya_oracle": om["bhattacharyya"],
-        "energy_distance_oracle": om["energy_distance"],
-        "energy_distance_to_true": ed_true,
-        "energy_noise_floor": floor,
-        "final_holdout": final,
-        **ref,
-        "hyperparameters": hp,
-        "objective_config": repr(objective),
-        "machine": machine(),
     }
-    if "true_entropy" in ref and lik.get("holdout_nll") is not None:
-        metrics["nll_gap_to_entropy"] = lik["holdout_nll"] - ref["true_entropy"]
 
-    r = pipeline.Run(
-        family, args, hp, model, history, train_np, holdout_np, oracle, samples, keys, metrics
-    )
-    name = args.dataset.replace("_", " ")
-    label = {"cd": "contrastive divergence", "dsm": f"DSM, sigma {hp.get('sigma')}"}[args.objective]
+
+def add_figures(r: pipeline.Run) -> None:
+    """The training curve, CD's energies, samples and the exact vs true density."""
+    m, hp, objective = r.metrics, r.hp, r.hp["objective"]
+    name = r.args.dataset.replace("_", " ")
+    label = {"cd": "contrastive divergence", "dsm": f"DSM, sigma {hp.get('sigma')}"}[objective]
     r.figures["training"] = figures.training(
-        history,
+        r.history,
         title=f"EBM ({label}) on {name}",
-        loss_label="CD loss" if args.objective == "cd" else "DSM loss (residual form)",
-        reference=ref.get("true_entropy"),
+        loss_label="CD loss" if objective == "cd" else "DSM loss (residual form)",
+        reference=m.get("true_entropy"),
         metric_label="exact hold-out NLL (nats, quadrature log Z)",
     )
-    if args.objective == "cd":
+    if objective == "cd":
         r.figures["energies"] = energy_curves(
-            history, title=f"EBM (CD) on {name}: mean energy of data and negatives"
+            r.history, title=f"EBM (CD) on {name}: mean energy of data and negatives"
         )
     r.figures["samples"] = figures.overlay(
-        samples,
-        oracle,
-        train_np,
+        r.samples,
+        r.oracle,
+        r.train,
         title=f"EBM ({label}) samples vs true {name} samples\nLangevin, {hp['sample_steps']} "
-        f"steps = {int(stats.nfe)} energy gradients per sample",
+        f"steps = {m['sample_nfe']} energy gradients per sample",
         label="EBM samples",
     )
     r.figures["density"] = figures.density(
-        model,
-        args.dataset,
-        train_np,
-        n_grid=40 if args.smoke else 160,
-        title=f"EBM ({args.objective})",
-        nll=lik["holdout_nll"],
-        entropy=ref.get("true_entropy"),
+        r.model,
+        r.args.dataset,
+        r.train,
+        n_grid=40 if r.args.smoke else 160,
+        title=f"EBM ({objective})",
+        nll=m["holdout_nll"],
+        entropy=m.get("true_entropy"),
     )
+
+
+def main(argv=None) -> dict:
+    args, hp = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sampler = flowlab.samplers.Langevin(
+        steps=hp["sample_steps"],
+        step_size=hp["sample_step_size"],
+        final_step_size=hp["sample_final_step_size"],
+    )
+    family = OBJECTIVES[args.objective]
+    r = pipeline.run(family, args, hp, sampler=sampler, training_metrics=training_metrics)
+    model, m = r.model, r.metrics
+    m.update(normaliser_metrics(model, r.hp, m["holdout_nll"]))
+    finite = np.isfinite(r.samples).all(axis=1)
+    m.update(
+        objective=args.objective,
+        model_entropy=float(eqx.filter_jit(EBM.entropy)(model)),
+        sample_self_nll=float(-np.mean(np.asarray(model.log_prob(r.samples[finite])))),
+        sample_self_nll_note="-mean log p(samples): equals model_entropy when the sampler "
+        "samples the model exactly",
+        sampler=repr(sampler),
+        sample_steps=r.hp["sample_steps"],
+        sample_nfe_note="energy-gradient evaluations per sample (one per Langevin step)",
+        objective_config=repr(registry.build_objective(r.hp)),
+    )
+    add_figures(r)
     written = pipeline.write(r, f"ebm_{args.dataset}_{args.objective}")
     pipeline.report(r, written)
     print(
-        f"[{family}] log Z = {fine:.5f} ({metrics['log_z_nodes_per_axis']}^2 nodes, error "
-        f"estimate {fine_err:.1e}); refined: {log_z['log_z']:.5f} at "
-        f"{log_z['nodes_per_axis']}^2 nodes (last change {log_z['error']:.1e}); mass outside "
-        f"the quadrature box < {log_z['outside_mass_bound']:.1e} of Z"
+        f"[{family}] log Z = {m['log_z']:.5f} ({m['log_z_nodes_per_axis']}^2 nodes, error "
+        f"estimate {m['log_z_quadrature_error']:.1e}); refined: {m['log_z_converged']:.5f} at "
+        f"{m['log_z_converged_nodes_per_axis']}^2 nodes (last change "
+        f"{m['log_z_converged_error']:.1e}); mass outside the quadrature box < "
+        f"{m['log_z_outside_mass_bound']:.1e} of Z"
     )
     print(
-        f"[{family}] model entropy {model_entropy:.4f} nats; -mean log p of its Langevin "
-        f"samples {sample_self_nll:.4f}; energy distance to true samples {ed_true:.2e} "
-        f"(noise floor {floor:.1e}); {int(stats.nfe)} energy gradients per sample"
+        f"[{family}] model entropy {m['model_entropy']:.4f} nats; -mean log p of its Langevin "
+        f"samples {m['sample_self_nll']:.4f}; energy distance to true samples "
+        f"{m['energy_distance_to_true']:.2e} (noise floor {m['energy_noise_floor']:.1e}); "
+        f"{m['sample_nfe']} energy gradients per sample"
     )
-    return metrics
+    return m
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ other player), one optimiser step for both, a learning rate per player (TwoPlaye
 A GAN has no likelihood (kind *none*: ``holdout_nll`` is null). Its samples are scored like
 every family's: KDE log-likelihood of the hold-out set, Bhattacharyya distance, W2, energy
 distance and MMD, each beside the same score of fresh true samples (the oracle); the energy
-distance also against its two-sample noise floor. ``flowlab.gan.sample_diagnostics`` flags
+distance also against its two-sample noise floor. ``flowlab.evaluate.diagnostics`` flags
 a collapsed generator (then no KDE score is written: a ``sample_diagnostic`` says why) and
 measures mode coverage on a grid.
 
@@ -26,26 +26,21 @@ from __future__ import annotations
 
 import sys
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from lab import figures, pipeline
-from lab.common import apply_flags, base_parser, check_dataset, default_out, machine, timed
-from lab.evaluate import likelihood_metrics, reference_metrics, sample_metrics
-from lab.registry import FAMILIES, SMOKE, build_optimizer
-from lab.registry import build_model as build_model  # flowlab.load_model(path, build_model)
+from lab.common import apply_flags, base_parser, check_dataset, default_out
+from lab.registry import build_optimizer, script_defaults
 
-from flowlab import datasets, plotting
-from flowlab.gan import GAN, sample_diagnostics
-from flowlab.metrics import energy_distance
+from flowlab import plotting
+from flowlab.gan import GAN
 from flowlab.objectives import EQUILIBRIUM_D_LOSS, EQUILIBRIUM_G_LOSS
 
-# The factory's GAN defaults (steps=10k, latent 8, MLPs 128x3 leaky ReLU, batch 256, both
+# The registry's GAN defaults (steps=10k, latent 8, MLPs 128x3 leaky ReLU, batch 256, both
 # players' rates 1e-3 with b1=0.5, R1 0.1): on pinwheel (seed 0) the energy distance to fresh
-# true samples is within the two-sample noise floor; 1-3 minutes on two CPU cores.
-DEFAULTS = FAMILIES["gan"].defaults
-FLOOR_PAIRS = 8  # independent pairs of true sample sets for the energy-distance noise floor
+# true samples is within the two-sample noise floor (flowlab.evaluate.noise_floor: RMS over
+# 8 pairs of true sample sets); 1-3 minutes on two CPU cores.
 TARGET_FLOOR_MULTIPLE = 5.0  # the issue's target: energy distance within 5x the floor
 
 
@@ -61,9 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=None)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
-    hp = dict(DEFAULTS)
-    if args.smoke:
-        hp.update(SMOKE)
+    hp = script_defaults("gan", smoke=args.smoke)
     apply_flags(
         hp,
         args,
@@ -83,47 +76,18 @@ def parse_args(argv=None):
     return args, hp
 
 
-def energy_floor(dataset: str, n: int, *, key) -> dict:
-    """The energy distance between independent true sample sets of size ``n``: its
-    root-mean-square over ``FLOOR_PAIRS`` pairs (the scale of a perfect model's score; one
-    pair alone is as noisy as the number it calibrates) and the single first pair."""
-    values = []
-    for i in range(FLOOR_PAIRS):
-        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
-        a = np.asarray(datasets.sample(dataset, k1, n))
-        b = np.asarray(datasets.sample(dataset, k2, n))
-        values.append(energy_distance(a, b))
-    values = np.asarray(values)
-    return {
-        "energy_noise_floor": float(np.sqrt(np.mean(values**2))),
-        "energy_noise_floor_single_pair": float(abs(values[0])),
-        "energy_noise_floor_pairs": int(FLOOR_PAIRS),
-    }
-
-
-def gan_sample_metrics(samples, oracle, holdout, train, fresh) -> dict:
-    """Every sample score of the GAN's samples and of the oracle (fresh true samples), and
-    the collapse / mode-coverage diagnostics against the oracle (those of ``fresh``, a second
-    independent true sample set, are their noise floor). A collapsed or non-finite sample
-    set gets a ``sample_diagnostic`` saying so and ``None`` for the KDE scores, never a
-    number like -9e30."""
-    samples, oracle = np.asarray(samples), np.asarray(oracle)
-    diag = sample_diagnostics(samples, oracle)
-    sm = sample_metrics(samples, holdout, train, full=True)
-    om = sample_metrics(oracle, holdout, train, full=True)
-    if diag["status"] != "ok":
-        sm["sample_diagnostic"] = diag["status"]
-    finite = np.isfinite(samples).all(axis=1)
+def collapse_flags(metrics: dict) -> dict:
+    """The GAN's reading of :func:`flowlab.evaluate.diagnostics`: a collapsed, low-coverage
+    or mode-dropping generator gets a ``sample_diagnostic`` saying so (a collapsed one has
+    no KDE score: never a number like -9e30); the diagnostics of the samples and of a
+    second true sample set (their noise floor) also under their earlier names."""
+    diag = metrics["diagnostics"]
     out = {
-        **sm,
-        "energy_distance_to_true": (
-            energy_distance(samples[finite], oracle) if finite.sum() >= 2 else None
-        ),
         "mode_diagnostics": diag,
-        "mode_diagnostics_oracle": sample_diagnostics(np.asarray(fresh), oracle),
+        "mode_diagnostics_oracle": metrics["diagnostics_oracle"],
     }
-    for name in ("kde_loglik", "bhattacharyya", "energy_distance", "w2", "mmd"):
-        out[f"{name}_oracle"] = om.get(name)
+    if diag["status"] != "ok":
+        out["sample_diagnostic"] = diag["status"]
     return out
 
 
@@ -225,125 +189,94 @@ def discriminator_map(model: GAN, train, samples, *, title: str, n_grid: int) ->
     return fig
 
 
-def main(argv=None) -> dict:
-    args, hp = parse_args(argv)
-    train, holdout, keys, hp = pipeline.prepare("gan", args, hp)
-    # the factory's GAN, NonSaturatingGAN(r1) and TwoPlayerAdam, through the one fit loop
-    # (resuming from --out/checkpoint.eqx; --fresh starts over)
-    model, history, fit_call_s = pipeline.train_model("gan", args, hp, train, holdout, keys)
+NOTES = {
+    "holdout_nll_note": "a GAN has no likelihood: compare by the sample metrics",
+    "equilibrium": {
+        "d_loss": EQUILIBRIUM_D_LOSS,
+        "value_V": -EQUILIBRIUM_D_LOSS,
+        "g_loss": EQUILIBRIUM_G_LOSS,
+        "d_real": 0.5,
+        "d_fake": 0.5,
+    },
+    "loss_convention": (
+        "d_loss = L_D = -E log D(x) - E log(1 - D(G(z))) (binary cross-entropy, 2 log 2 "
+        "at the equilibrium); the curve shows the game's value V(D, G) = -L_D with the "
+        "course's -2 log 2 line; g_loss = -E log D(G(z)) (non-saturating, log 2 there); "
+        "the recorded train/hold-out 'loss' is L_D + L_G (+ R1), the one scalar the loop "
+        "differentiates"
+    ),
+    "metric_notes": (
+        "kde_loglik: Gaussian KDE (Scott) of 2000 samples scored on the 500 hold-out "
+        "points; bhattacharyya, energy_distance, w2 (1000 points each), mmd: against the "
+        "2000 training points; energy_distance_to_true: against 2000 fresh true samples "
+        "(oracle), compared with energy_noise_floor"
+    ),
+}
 
-    lik = likelihood_metrics(model, holdout, key=keys["bound"])
-    (samples, stats), sample_s = timed(
-        model.sample_with_stats, keys["sample"], pipeline.N_SAMPLES, repeats=3
-    )
-    samples = np.asarray(samples)
-    oracle = np.asarray(datasets.sample(args.dataset, keys["oracle"], pipeline.N_SAMPLES))
-    train_np, holdout_np = np.asarray(train), np.asarray(holdout)
-    fresh = np.asarray(
-        datasets.sample(args.dataset, jax.random.fold_in(keys["oracle"], 2), pipeline.N_SAMPLES)
-    )
-    sm = gan_sample_metrics(samples, oracle, holdout_np, train_np, fresh)
-    floor = energy_floor(
-        args.dataset, pipeline.N_SAMPLES, key=jax.random.fold_in(keys["oracle"], 1)
-    )
-    ed = sm["energy_distance_to_true"]
-    ratio = None if ed is None else ed / floor["energy_noise_floor"]
-    final = {k: v[-1] for k, v in history.metrics.items() if v}
-    metrics = {
-        "family": "gan",
-        "dataset": args.dataset,
-        "seed": args.seed,
-        "steps": hp["steps"],
-        **lik,
-        "holdout_nll_note": "a GAN has no likelihood: compare by the sample metrics",
-        "sample_nfe": int(stats.nfe),
-        "sample_time_s": sample_s,
-        "n_samples": pipeline.N_SAMPLES,
-        "train_time_s": history.wall_time[-1],
-        "train_steps_per_s": hp["steps"] / history.wall_time[-1],
-        "fit_call_s": fit_call_s,
-        **sm,
-        **floor,
-        "energy_distance_over_floor": ratio,
-        "energy_target_met": None if ratio is None else bool(ratio <= TARGET_FLOOR_MULTIPLE),
-        "energy_target": f"energy distance to true samples <= {TARGET_FLOOR_MULTIPLE:g} x floor",
-        "final_holdout": final,
-        "equilibrium": {
-            "d_loss": EQUILIBRIUM_D_LOSS,
-            "value_V": -EQUILIBRIUM_D_LOSS,
-            "g_loss": EQUILIBRIUM_G_LOSS,
-            "d_real": 0.5,
-            "d_fake": 0.5,
-        },
-        "loss_convention": (
-            "d_loss = L_D = -E log D(x) - E log(1 - D(G(z))) (binary cross-entropy, 2 log 2 "
-            "at the equilibrium); the curve shows the game's value V(D, G) = -L_D with the "
-            "course's -2 log 2 line; g_loss = -E log D(G(z)) (non-saturating, log 2 there); "
-            "the recorded train/hold-out 'loss' is L_D + L_G (+ R1), the one scalar the loop "
-            "differentiates"
-        ),
-        "metric_notes": (
-            "kde_loglik: Gaussian KDE (Scott) of 2000 samples scored on the 500 hold-out "
-            "points; bhattacharyya, energy_distance, w2 (1000 points each), mmd: against the "
-            "2000 training points; energy_distance_to_true: against 2000 fresh true samples "
-            "(oracle), compared with energy_noise_floor"
-        ),
-        **reference_metrics(args.dataset, holdout_np),
-        "hyperparameters": hp,
-        "optimizer": build_optimizer(hp).describe(),
-        "machine": machine(),
-    }
-    r = pipeline.Run(
-        "gan", args, hp, model, history, train_np, holdout_np, oracle, samples, keys, metrics
-    )
-    name = args.dataset.replace("_", " ")
+
+def add_figures(r) -> None:
+    """The players' loss curves, the sample overlay and the discriminator map."""
+    m, name = r.metrics, r.args.dataset.replace("_", " ")
     r.figures["training"] = loss_curves(
-        history,
-        title=f"GAN (non-saturating, R1 {hp['r1']}) on {name}: the two players' losses",
+        r.history,
+        title=f"GAN (non-saturating, R1 {r.hp['r1']}) on {name}: the two players' losses",
     )
-    kde = sm.get("kde_loglik")
+    kde, ed = m.get("kde_loglik"), m["energy_distance_to_true"]
     r.figures["samples"] = figures.overlay(
-        samples,
-        oracle,
-        train_np,
+        r.samples,
+        r.oracle,
+        r.train,
         title=f"GAN samples vs true {name} samples\n"
-        + (f"KDE loglik {kde['mean']:.3f}, " if kde else f"{sm['sample_diagnostic'][:60]}, ")
-        + (f"energy distance {ed:.2g} (floor {floor['energy_noise_floor']:.2g})" if ed else ""),
+        + (f"KDE loglik {kde['mean']:.3f}, " if kde else f"{m['sample_diagnostic'][:60]}, ")
+        + (f"energy distance {ed:.2g} (floor {m['energy_noise_floor']:.2g})" if ed else ""),
         label="GAN samples",
     )
     r.figures["discriminator"] = discriminator_map(
-        model,
-        train_np,
-        samples,
+        r.model,
+        r.train,
+        r.samples,
         title=f"discriminator D(x) on {name}, with GAN samples",
-        n_grid=40 if args.smoke else 160,
+        n_grid=40 if r.args.smoke else 160,
     )
-    written = pipeline.write(r, f"gan_{args.dataset}")
 
+
+def main(argv=None) -> dict:
+    args, hp = parse_args(argv)
+    # the registry's GAN, NonSaturatingGAN(r1) and TwoPlayerAdam, through the one fit loop
+    # (resuming from --out/checkpoint.eqx; --fresh starts over), scored by flowlab.evaluate
+    r = pipeline.run("gan", args, hp, full=True)
+    m = r.metrics
+    m.update(**collapse_flags(m), **NOTES, optimizer=build_optimizer(r.hp).describe())
+    ratio = m["energy_distance_over_floor"]
+    m["energy_target_met"] = None if ratio is None else bool(ratio <= TARGET_FLOOR_MULTIPLE)
+    m["energy_target"] = f"energy distance to true samples <= {TARGET_FLOOR_MULTIPLE:g} x floor"
+    add_figures(r)
+    written = pipeline.write(r, f"gan_{args.dataset}")
     pipeline.report(r, written)
-    diag = sm["mode_diagnostics"]
+    diag = m["mode_diagnostics"]
     print(
         f"[gan] sample diagnostic: {diag['status']}; coverage {diag['coverage']:.3f} "
-        f"(oracle {sm['mode_diagnostics_oracle']['coverage']:.3f}), precision "
+        f"(oracle {m['mode_diagnostics_oracle']['coverage']:.3f}), precision "
         f"{diag['precision']:.3f}, spread ratio {diag['std_ratio']:.3f}"
     )
-    if ed is not None:
+    if m["energy_distance_to_true"] is not None:
         print(
-            f"[gan] energy distance to fresh true samples {ed:.3g}; noise floor (RMS over "
-            f"{FLOOR_PAIRS} true-true pairs) {floor['energy_noise_floor']:.3g}: ratio "
-            f"{ratio:.2f} (target <= {TARGET_FLOOR_MULTIPLE:g})"
+            f"[gan] energy distance to fresh true samples {m['energy_distance_to_true']:.3g}; "
+            f"noise floor (RMS over {m['energy_noise_floor_pairs']} true-true pairs) "
+            f"{m['energy_noise_floor']:.3g}: ratio {ratio:.2f} (target <= "
+            f"{TARGET_FLOOR_MULTIPLE:g})"
         )
-    if sm.get("w2") is not None:
+    if m.get("w2") is not None:
         print(
-            f"[gan] W2 {sm['w2']:.4f} (oracle {sm['w2_oracle']:.4f}), MMD {sm['mmd']:.2e} "
-            f"(oracle {sm['mmd_oracle']:.2e})"
+            f"[gan] W2 {m['w2']:.4f} (oracle {m['w2_oracle']:.4f}), MMD {m['mmd']:.2e} "
+            f"(oracle {m['mmd_oracle']:.2e})"
         )
     print(
         "[gan] final hold-out: "
-        + ", ".join(f"{k} {v:.4f}" for k, v in final.items())
+        + ", ".join(f"{k} {v:.4f}" for k, v in m["final_holdout"].items())
         + f" (equilibrium d_loss {EQUILIBRIUM_D_LOSS:.4f}, g_loss {EQUILIBRIUM_G_LOSS:.4f})"
     )
-    return metrics
+    return m
 
 
 if __name__ == "__main__":

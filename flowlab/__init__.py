@@ -9,8 +9,8 @@ objectives ask for protocols (:class:`AbstractGaussianDiffusion`,
 
 Submodules: ``objectives`` (every loss, one module per kind), ``optim`` (optimisers),
 ``samplers`` (sampler objects), ``sde``, ``nn``, ``couplings``, ``datasets``, ``metrics``,
-``plotting``, and one module per family (``cnf``, ``diffusion``, ``ddpm``,
-``single_noise``, ``vae``, ``ebm``, ``gan``).
+``plotting``, ``evaluate`` (scoring any model through the protocol), and one module per
+family (``cnf``, ``diffusion``, ``ddpm``, ``single_noise``, ``vae``, ``ebm``, ``gan``).
 """
 
 import importlib as _importlib
@@ -25,6 +25,7 @@ from . import optim as optim
 from . import samplers as samplers
 from . import sde as sde
 from . import vae as vae
+from ._build import build_model as build_model
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import load_model as load_model
 from ._checkpoint import read_header as read_header
@@ -81,7 +82,7 @@ from .vae import VAE as VAE
 
 __version__ = "0.2.0"
 
-_LAZY = ("metrics", "plotting")  # SciPy / matplotlib: imported on first use
+_LAZY = ("evaluate", "metrics", "plotting")  # SciPy / matplotlib: imported on first use
 
 
 def __getattr__(name):
@@ -136,9 +137,11 @@ __all__ = [
     "Trainer",
     "augmented_solve",
     "batch_value_and_divergence",
+    "build_model",
     "couplings",
     "datasets",
     "default_optimizer",
+    "evaluate",
     "fit",
     "flow_solve",
     "get_sde",

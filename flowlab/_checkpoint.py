@@ -184,11 +184,14 @@ def save_model(path: str | os.PathLike, model: Any, hyperparameters: dict[str, A
     save_checkpoint(path, model, {"hyperparameters": hyperparameters})
 
 
-def load_model(path: str | os.PathLike, make_model) -> tuple[Any, dict[str, Any]]:
+def load_model(path: str | os.PathLike, make_model=None) -> tuple[Any, dict[str, Any]]:
     """Load a model saved by :func:`save_model`.
 
     ``make_model(hyperparameters)`` must build a model of the same structure (any weights);
-    its leaves are then replaced by the saved ones. Returns ``(model, hyperparameters)``.
+    its leaves are then replaced by the saved ones. Without it, a model saved by the
+    experiment scripts is rebuilt from the family recorded in its hyperparameters
+    (``hyperparameters["family"]``: ``cnf_fm``, ``cnf_mle``, ``diffusion``, ``ddpm``,
+    ``dsm``, ``vae``, ``ebm``, ``gan``). Returns ``(model, hyperparameters)``.
     """
     header = read_header(path)
     if "hyperparameters" not in header:
@@ -197,5 +200,7 @@ def load_model(path: str | os.PathLike, make_model) -> tuple[Any, dict[str, Any]
             f"'hyperparameters' entry; found a header with keys {sorted(header)}"
         )
     hyperparameters = header["hyperparameters"]
+    if make_model is None:
+        from ._build import build_model as make_model
     _, model = load_checkpoint(path, make_model(hyperparameters))
     return model, hyperparameters

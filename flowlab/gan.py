@@ -13,18 +13,18 @@ players (as the Diffrax neural-SDE GAN example holds both players in one pytree)
 :class:`~flowlab.optim.TwoPlayerAdam` gives each player its own learning rate.
 
 Likelihood kind *none*: a GAN has no density. Compare it by the sample-based metrics of
-:mod:`flowlab.metrics`; :func:`sample_diagnostics` says whether the samples have collapsed
-(a KDE of collapsed samples is meaningless) and how much of the data's support they cover.
+:mod:`flowlab.metrics` through :mod:`flowlab.evaluate`, whose
+:func:`~flowlab.evaluate.diagnostics` says whether the samples have collapsed (a KDE of
+collapsed samples is meaningless) and how much of the data's support they cover.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import equinox as eqx
 import jax
-import numpy as np
 
 from ._checks import check_count
 from ._model import AbstractModel
@@ -35,7 +35,6 @@ from .nn import ACTIVATIONS
 
 __all__ = [
     "GAN",
-    "sample_diagnostics",
 ]
 
 _GAN_ACTIVATIONS: dict[str, Callable] = {
@@ -173,121 +172,3 @@ class GAN(AbstractModel):
         d = self.require_data_size()
         z = self.generate(self.latent_sample(key, n))
         return self.standardizer(d).inverse(z), Stats.fixed(1, 1)
-
-
-# ---- sample diagnostics -----------------------------------------------------------------
-
-
-def sample_diagnostics(
-    samples,
-    reference,
-    *,
-    bins: int = 20,
-    threshold: float = 0.1,
-    min_coverage: float = 0.5,
-) -> dict[str, Any]:
-    r"""Has a sample set collapsed, and how much of the reference's support does it cover?
-
-    Cheap, bandwidth-free checks for a sampler without a likelihood (a GAN above all),
-    meant to be reported next to (or, for collapsed samples, instead of) the KDE metrics:
-
-    * ``degenerate``: the samples' covariance is singular (all points identical or on a
-      line): :func:`flowlab.metrics.check_samples` raises
-      :class:`~flowlab.metrics.DegenerateSamplesError` and a KDE score would be
-      meaningless.
-    * ``std_ratio`` $= \sqrt{\operatorname{tr}\Sigma_s / \operatorname{tr}\Sigma_r}$ (total
-      spread) and ``volume_ratio`` $= (\det\Sigma_s / \det\Sigma_r)^{1/(2d)}$ (0 for a
-      collapse onto a line); both near 1 for a good sampler.
-    * On a ``bins``$^d$ grid spanning the reference's bounding box, with $p_c, q_c$ the
-      fractions of reference and sample points in cell $c$ (samples outside the box count
-      in no cell): ``coverage`` $= \sum_c p_c \,[q_c \ge \tau p_c]$, the reference mass
-      in cells the samples reach with at least ``threshold`` $\tau$ of the reference's
-      share (mode coverage: a generator that drops modes loses their mass);
-      ``precision`` $= \sum_c q_c\,[p_c \ge \tau q_c]$, the sample mass where the
-      reference is; ``overlap`` $= \sum_c \min(p_c, q_c)$ (one minus the total variation
-      of the two histograms).
-
-    ``status`` sums it up: ``"non-finite: ..."`` (NaN or inf among the samples; the other
-    numbers use the finite ones), ``"collapsed: ..."`` (degenerate), ``"low coverage: ..."``
-    (``coverage < min_coverage``) or ``"ok"``. Compare with the same diagnostics of fresh
-    reference samples (the noise floor: coverage and overlap are below 1 by sampling noise).
-
-    Arguments:
-        samples: shape ``(N, d)``, e.g. model samples (data coordinates).
-        reference: shape ``(M, d)``, e.g. true samples or the training data.
-        bins: grid cells per axis.
-        threshold: $\tau$ above.
-        min_coverage: ``coverage`` below which the status is ``"low coverage"``.
-
-    Returns:
-        a dict of plain Python numbers and strings (JSON-ready).
-    """
-    from .metrics import DegenerateSamplesError, check_samples
-
-    raw = np.asarray(samples)
-    x = raw.astype(np.float64)
-    ref = np.asarray(reference, np.float64)
-    if x.ndim != 2 or ref.ndim != 2 or x.shape[1] != ref.shape[1]:
-        raise ValueError(
-            f"expected samples (N, d) and reference (M, d) with the same d, got shapes "
-            f"{x.shape} and {ref.shape}"
-        )
-    if ref.shape[0] < 2 or not np.isfinite(ref).all():
-        raise ValueError(f"expected at least 2 finite reference points, got shape {ref.shape}")
-    check_count(bins, "bins")
-    n, d = x.shape
-    finite = np.isfinite(x).all(axis=1)
-    x = x[finite]
-    out: dict[str, Any] = {
-        "n": int(n),
-        "n_finite": int(finite.sum()),
-        "n_distinct": int(len(np.unique(x, axis=0))) if len(x) else 0,
-        "degenerate": True,
-        "rank": 0,
-    }
-    status = None
-    if len(x) < 2:
-        status = f"collapsed: only {len(x)} finite sample(s) of {n}"
-    else:
-        try:
-            # in the samples' own dtype: its precision sets what counts as a zero direction
-            check_samples(raw[finite])
-            out.update(degenerate=False, rank=d)
-        except DegenerateSamplesError as err:
-            out["rank"] = err.rank
-            status = (
-                f"collapsed: {err.n_distinct} distinct point(s) among {len(x)} samples, "
-                f"covariance rank {err.rank} of {d}; KDE metrics are meaningless"
-            )
-    cov_r = np.atleast_2d(np.cov(ref.T))
-    if len(x) >= 2:
-        cov_s = np.atleast_2d(np.cov(x.T))
-        out["std_ratio"] = float(np.sqrt(np.trace(cov_s) / np.trace(cov_r)))
-        det_ratio = max(np.linalg.det(cov_s), 0.0) / np.linalg.det(cov_r)
-        out["volume_ratio"] = 0.0 if out["degenerate"] else float(det_ratio ** (1 / (2 * d)))
-    else:
-        out["std_ratio"] = out["volume_ratio"] = 0.0
-    lo, hi = ref.min(0), ref.max(0)
-    pad = 1e-9 * np.maximum(hi - lo, 1.0)
-    edges = [np.linspace(lo[i] - pad[i], hi[i] + pad[i], bins + 1) for i in range(d)]
-    p = np.histogramdd(ref, bins=edges)[0].ravel() / len(ref)
-    if len(x):
-        q = np.histogramdd(x, bins=edges)[0].ravel() / len(x)
-    else:
-        q = np.zeros_like(p)
-    out["coverage"] = float(np.sum(p[q >= threshold * p]))
-    out["precision"] = float(np.sum(q[p >= threshold * q]))
-    out["overlap"] = float(np.sum(np.minimum(p, q)))
-    out["outside_fraction"] = float(1.0 - q.sum()) if len(x) else 1.0
-    out.update(bins=int(bins), threshold=float(threshold))
-    if not finite.all():
-        status = f"non-finite: {n - int(finite.sum())} of {n} samples are NaN or inf" + (
-            f"; {status}" if status else ""
-        )
-    if status is None and out["coverage"] < min_coverage:
-        status = (
-            f"low coverage: the samples reach {out['coverage']:.0%} of the reference's mass "
-            f"on a {bins}^{d} grid (mode dropping; spread ratio {out['std_ratio']:.2f})"
-        )
-    out["status"] = status or "ok"
-    return out

@@ -10,6 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import gan_pinwheel  # noqa: E402
 
+from flowlab import evaluate as ev  # noqa: E402
+from flowlab.metrics import energy_distance  # noqa: E402
+
 FIGURES = ["training", "samples", "discriminator"]
 
 
@@ -75,7 +78,7 @@ def test_gan_experiment_smoke(tmp_path):
 
     import flowlab
 
-    model, hp = flowlab.load_model(out / "model.eqx", gan_pinwheel.build_model)
+    model, hp = flowlab.load_model(out / "model.eqx")
     key = jax.random.split(jax.random.key(hp["seed"]), 5)[3]  # pipeline.prepare's sample key
     np.testing.assert_array_equal(np.asarray(model.sample(key, 2000)), samples)
 
@@ -85,7 +88,13 @@ def test_collapsed_samples_get_a_flag_not_a_kde_number():
     true, fresh = rng.normal(size=(400, 2)), rng.normal(size=(400, 2))
     holdout, train = rng.normal(size=(100, 2)), rng.normal(size=(400, 2))
     collapsed = np.tile(np.array([[0.3, -0.2]], np.float32), (400, 1))
-    m = gan_pinwheel.gan_sample_metrics(collapsed, true, holdout, train, fresh)
+    m = ev.sample_metrics(collapsed, holdout, train, full=True)
+    # scored as flowlab.evaluate.evaluate scores them, then read as the GAN script does
+    m["w2_oracle"] = ev.sample_metrics(true, holdout, train, full=True)["w2"]
+    m["energy_distance_to_true"] = energy_distance(collapsed, true)
+    m["diagnostics"] = ev.diagnostics(collapsed, true)
+    m["diagnostics_oracle"] = ev.diagnostics(fresh, true)
+    m.update(gan_pinwheel.collapse_flags(m))
     assert m["sample_diagnostic"].startswith("collapsed: 1 distinct point")
     assert m["kde_loglik"] is None and m["bhattacharyya"] is None
     assert m["mode_diagnostics"]["degenerate"] and m["mode_diagnostics"]["coverage"] < 0.1

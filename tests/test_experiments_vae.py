@@ -78,7 +78,7 @@ def test_vae_experiment_smoke(tmp_path):
         assert (out / f"{fig}.png").stat().st_size > 1000, fig
     assert not figures_dir.exists()  # smoke runs do not copy figures
     # the saved model reloads and gives the same exact likelihood
-    model, hp = flowlab.load_model(out / "model.eqx", vae_pinwheel.build_model)
+    model, hp = flowlab.load_model(out / "model.eqx")
     holdout = flowlab.datasets.split(hp["dataset"], _data_key(hp["seed"]))[1]
     np.testing.assert_allclose(
         -float(np.mean(np.asarray(model.log_prob(holdout, size=metrics["quadrature_size"])))),

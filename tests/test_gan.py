@@ -15,7 +15,8 @@ import scipy.stats
 
 import flowlab
 from flowlab import Standardize, Trainer, fit
-from flowlab.gan import GAN, sample_diagnostics
+from flowlab.evaluate import diagnostics as sample_diagnostics
+from flowlab.gan import GAN
 from flowlab.metrics import DegenerateSamplesError, energy_distance, kde_log_likelihood
 from flowlab.objectives import (
     EQUILIBRIUM_D_LOSS,

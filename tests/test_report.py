@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 typst = pytest.importorskip("typst")
 
 from lab import grid, report, results, studies, tables  # noqa: E402
-from lab.evaluate import sample_metrics  # noqa: E402
 from lab.registry import FAMILIES  # noqa: E402
 
 import flowlab  # noqa: E402
 from flowlab import datasets  # noqa: E402
+from flowlab.evaluate import sample_metrics  # noqa: E402
 
 MODELS = ("cnf_fm", "ddpm")
 DATASETS = ("pinwheel", "checkerboard")

@@ -4,10 +4,10 @@ Every experiment script takes ``--dataset --steps --seed --out --smoke --fresh``
 ``metrics.json``, ``samples.npz``, ``history.json``, a model checkpoint and figures to
 ``--out``; full (non-smoke) runs also copy their figures to ``figures/``.
 
-The rest of the shared code, one idea per module: ``registry.py`` (family name -> model,
-objective, default hyperparameters), ``pipeline.py`` (train, evaluate and write one model on
-one dataset), ``evaluate.py`` (likelihood by declared kind, sample metrics, reference
-numbers), ``figures.py`` (the figure set).
+The rest of the shared code, one idea per module: ``registry.py`` (one entry per family:
+label, defaults, smoke budget, table rows, objective), ``pipeline.py`` (train, evaluate
+through :mod:`flowlab.evaluate` and write one model on one dataset), ``grid.py`` (the
+comparison grid), ``figures.py`` (the figure set).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import platform
-import time
 from pathlib import Path
 
 import jax
@@ -24,6 +23,7 @@ import numpy as np
 
 import flowlab
 from flowlab._checkpoint import atomic_write_bytes, atomic_write_text
+from flowlab.evaluate import timed as timed
 from flowlab.plotting import save_figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,17 +107,6 @@ def write_samples(path: Path, samples, **arrays) -> None:
     """``samples.npz`` with ``samples`` (shape ``(N, d)``) and any further named arrays."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     atomic_write_bytes(path, lambda f: np.savez(f, samples=np.asarray(samples), **arrays))
-
-
-def timed(fn, *args, repeats: int = 3, **kwargs):
-    """Run ``fn`` once to compile, then ``repeats`` times; returns (result, median seconds)."""
-    jax.block_until_ready(fn(*args, **kwargs))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = jax.block_until_ready(fn(*args, **kwargs))
-        times.append(time.perf_counter() - t)
-    return out, float(np.median(times))
 
 
 def machine() -> dict:

@@ -2,10 +2,12 @@
 
 ``run(family, args, hp)`` trains the family's model on the dataset's 2000 training points
 (hold-out 500, independent keys), resuming from ``--out/checkpoint.eqx`` when it exists,
-then writes ``metrics.json`` (the likelihood the model declares, sample metrics, reference
-numbers, timings, hyperparameters, machine), ``samples.npz``, ``history.json``,
-``model.eqx`` and the figure set, and returns a :class:`Run` that a script can extend
-(extra samplers, extra bounds) before it calls :func:`write`.
+evaluates it with :func:`flowlab.evaluate.evaluate` (the likelihood the model declares,
+sample metrics beside the oracle's and their noise floors, reference numbers, sample
+diagnostics), then writes ``metrics.json`` (those, timings, hyperparameters, machine),
+``samples.npz``, ``history.json``, ``model.eqx`` and the figure set. :func:`run` returns a
+:class:`Run` that a script can extend (extra samplers, extra bounds) before it calls
+:func:`write`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,10 @@ import numpy as np
 
 import flowlab
 from flowlab import datasets
+from flowlab.evaluate import Likelihood, evaluate
 
-from .common import machine, save_figures, timed, write_json, write_samples
-from .evaluate import likelihood_metrics, reference_metrics, sample_metrics
-from .registry import FAMILIES, build_model, build_objective, build_optimizer, family
+from .common import machine, save_figures, write_json, write_samples
+from .registry import ALIASES, FAMILIES, build_model, build_objective, build_optimizer, family
 
 N_SAMPLES = 2000  # model samples for plots, KDE and samples.npz (same n as training)
 
@@ -47,6 +50,8 @@ class Run:
     metrics: dict
     figures: dict = dataclasses.field(default_factory=dict)
     arrays: dict = dataclasses.field(default_factory=dict)
+    stats: Any = None  # what drawing the samples cost (flowlab.Stats)
+    log_prob: np.ndarray | None = None  # per-point exact log-density of the hold-out set
 
     @property
     def out(self) -> Path:
@@ -70,7 +75,8 @@ def prepare(family_name: str, args, hp: dict):
         standardize_loc=np.asarray(std.loc).tolist(),
         standardize_scale=np.asarray(std.scale).tolist(),
     )
-    fam = family(family_name) if family_name in FAMILIES else None
+    known = family_name in FAMILIES or family_name in ALIASES
+    fam = family(family_name) if known else None
     if fam is not None and fam.data_hp is not None:
         hp.update(fam.data_hp(hp, np.asarray(std.forward(train))))
     keys = dict(train=k_train, sample=k_sample, oracle=k_oracle, bound=jax.random.fold_in(key, 7))
@@ -110,7 +116,7 @@ def fit_or_load(
     if model_path.exists() and history_path.exists():
         saved = flowlab.read_header(model_path).get("hyperparameters")
         if saved == json.loads(json.dumps(hp)):
-            model, _ = flowlab.load_model(model_path, build_model)
+            model, _ = flowlab.load_model(model_path)
             return model, flowlab.History.load(history_path), time.perf_counter() - t0
     model = build_model(hp)
     if metrics is None:
@@ -171,58 +177,63 @@ def eqx_filter_trainable(model):
     return eqx.filter(model, model.trainable())
 
 
-def run(family_name: str, args, hp: dict, *, sampler=None, training_metrics=None) -> Run:
-    """Train and evaluate one model; returns the :class:`Run` (not yet written)."""
+def run(
+    family_name: str,
+    args,
+    hp: dict,
+    *,
+    sampler=None,
+    training_metrics: Callable[[Any, Any, dict], dict] | None = None,
+    likelihood: Callable[[Any, Any, dict], Likelihood] | None = None,
+    full: bool = False,
+) -> Run:
+    """Train and evaluate one model; returns the :class:`Run` (not yet written).
+
+    ``sampler``: the sampler object of the samples (``None``: the model's own);
+    ``training_metrics(model, holdout, hp)``: what to track at each evaluation (default:
+    the likelihood by kind); ``likelihood(model, holdout, hp)``: the hold-out likelihood
+    (default :func:`flowlab.evaluate.likelihood`, e.g. a refined quadrature instead);
+    ``full``: W2 and MMD too.
+    """
     train, holdout, keys, hp = prepare(family_name, args, hp)
+    metrics = None
+    if training_metrics is not None:
+        metrics = training_metrics(build_model(hp), holdout, hp)
     model, history, fit_call_s = train_model(
-        family_name, args, hp, train, holdout, keys, metrics=training_metrics
+        family_name, args, hp, train, holdout, keys, metrics=metrics
     )
-    lik = likelihood_metrics(model, holdout, key=keys["bound"])
-    log_prob = lik.pop("_log_prob", None)
-    kwargs = {} if sampler is None else {"sampler": sampler}  # None: the model's own
-    (samples, stats), sample_s = timed(
-        model.sample_with_stats, keys["sample"], N_SAMPLES, repeats=1, **kwargs
-    )
-    samples = np.asarray(samples)
-    oracle = np.asarray(datasets.sample(args.dataset, keys["oracle"], N_SAMPLES))
-    train_np, holdout_np = np.asarray(train), np.asarray(holdout)
-    sm = sample_metrics(samples, holdout_np, train_np)
-    om = sample_metrics(oracle, holdout_np, train_np)
-    ref = reference_metrics(args.dataset, holdout_np, log_prob)
+    lik = None if likelihood is None else likelihood(model, holdout, hp)
+    ev = evaluate(
+        model, args.dataset, train, holdout, key=keys, n_samples=N_SAMPLES, sampler=sampler,
+        full=full, timing_repeats=3, likelihood=lik,
+    )  # fmt: skip
     metrics = {
-        "family": family_name,
+        "family": hp["family"],
         "dataset": args.dataset,
         "seed": args.seed,
         "steps": hp["steps"],
-        **lik,
-        "sample_nfe": int(stats.nfe),
-        "sample_time_s": sample_s,
-        "n_samples": N_SAMPLES,
+        **ev.metrics,
         "train_time_s": history.wall_time[-1],
         "train_steps_per_s": hp["steps"] / history.wall_time[-1],
         "fit_call_s": fit_call_s,
-        **sm,
-        "kde_loglik_oracle": om["kde_loglik"],
-        "bhattacharyya_oracle": om["bhattacharyya"],
-        "energy_distance_oracle": om["energy_distance"],
-        **ref,
+        "final_holdout": {k: v[-1] for k, v in history.metrics.items() if v},
         "hyperparameters": hp,
         "machine": machine(),
     }
-    if "true_entropy" in ref and lik.get("holdout_nll") is not None:
-        metrics["nll_gap_to_entropy"] = lik["holdout_nll"] - ref["true_entropy"]
     return Run(
         family_name,
         args,
         hp,
         model,
         history,
-        train_np,
-        holdout_np,
-        oracle,
-        samples,
+        np.asarray(train),
+        np.asarray(holdout),
+        ev.oracle,
+        ev.samples,
         keys,
         metrics,
+        stats=ev.stats,
+        log_prob=ev.log_prob,
     )
 
 

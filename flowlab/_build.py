@@ -1,0 +1,142 @@
+"""Models rebuilt from the hyperparameters a script saved with them: what lets
+:func:`flowlab.load_model` read a saved model with nothing but its file.
+
+The constructions are the experiment scripts' standard ones (MLP networks of the recorded
+width, depth and activation, the recorded standardisation), keyed by the family name
+recorded in ``hyperparameters["family"]``; the weights are drawn from
+``hyperparameters["seed"]`` (``load_model`` then replaces them with the saved ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._standardize import Standardize
+
+__all__ = ["build_model"]
+
+
+def standardize_from(hp: dict) -> Standardize:
+    """The standardisation recorded in ``hp`` (``standardize_loc`` / ``standardize_scale``)."""
+    return Standardize(
+        jnp.asarray(hp["standardize_loc"], jnp.float32),
+        jnp.asarray(hp["standardize_scale"], jnp.float32),
+    )
+
+
+def _mlp(hp: dict, key):
+    from .nn import MLPVectorField
+
+    return MLPVectorField(
+        2, width=hp["width"], depth=hp["depth"], activation=hp.get("activation", "silu"), key=key
+    )
+
+
+def _cnf(hp, key, std):
+    from .cnf import CNF
+
+    return CNF(_mlp(hp, key), standardize=std)
+
+
+def _diffusion(hp, key, std):
+    from .diffusion import Diffusion
+    from .sde import get_sde
+
+    return Diffusion(_mlp(hp, key), get_sde(hp.get("sde", "vp")), standardize=std)
+
+
+def _ddpm(hp, key, std):
+    from .ddpm import DDPM
+
+    return DDPM(_mlp(hp, key), hp.get("num_diffusion_steps", 1000), standardize=std)
+
+
+def _single_noise(hp, key, std):
+    from .single_noise import SingleNoiseScore
+
+    return SingleNoiseScore(_mlp(hp, key), hp["sigma"], standardize=std)
+
+
+def _gan(hp, key, std):
+    from .gan import GAN
+
+    return GAN.mlp(
+        2,
+        latent_size=hp["latent_size"],
+        width=hp["width"],
+        depth=hp["depth"],
+        generator_activation=hp.get("activation", "leaky_relu"),
+        discriminator_activation=hp.get("activation", "leaky_relu"),
+        standardize=std,
+        key=key,
+    )
+
+
+def _vae(hp, key, std):
+    from .vae import VAE
+
+    return VAE.from_mlps(
+        2,
+        hp["latent_size"],
+        width=hp["width"],
+        depth=hp["depth"],
+        activation=hp.get("activation", "silu"),
+        variance=hp["variance"],
+        standardize=std,
+        decoder_std=hp["decoder_std"],
+        min_std=hp["min_std"],
+        quadrature_size=hp["quadrature_size"],
+        quadrature_bound=hp["quadrature_bound"],
+        key=key,
+    )
+
+
+def _ebm(hp, key, std):
+    from .ebm import EBM, energy_mlp
+
+    return EBM(
+        energy_mlp(2, hp["width"], hp["depth"], hp.get("activation", "silu"), key=key),
+        tuple(tuple(b) for b in hp["box"]),
+        standardize=std,
+        wall_width=hp["wall_width"],
+        wall_stiffness=hp["wall_stiffness"],
+        energy_bound=hp["energy_bound"],
+        quadrature_panels=hp["quadrature_panels"],
+        quadrature_order=hp["quadrature_order"],
+    )
+
+
+_BUILDERS: dict[str, Callable[[dict, Any, Standardize], Any]] = {
+    "cnf_fm": _cnf,
+    "cnf_mle": _cnf,
+    "diffusion": _diffusion,
+    "ddpm": _ddpm,
+    "dsm": _single_noise,
+    "vae": _vae,
+    "ebm": _ebm,
+    "ebm_cd": _ebm,
+    "ebm_dsm": _ebm,
+    "gan": _gan,
+}
+"""Family name (as saved in ``hyperparameters["family"]``) -> ``build(hp, key, standardize)``."""
+
+
+def build_model(hp: dict) -> Any:
+    """The model of the hyperparameters ``hp`` a script records (``hp["family"]`` picks the
+    construction: ``cnf_fm``, ``cnf_mle``, ``diffusion``, ``ddpm``, ``dsm``, ``vae``,
+    ``ebm``, ``gan``; ``width``, ``depth``, ``activation`` and the family's own entries
+    size it; ``standardize_loc`` / ``standardize_scale`` its standardisation; weights drawn
+    from ``hp["seed"]``), or a ``ValueError`` naming the families it knows. What
+    :func:`flowlab.load_model` uses when given no build function."""
+    name = hp.get("family")
+    if name not in _BUILDERS:
+        raise ValueError(
+            f"no standard construction for family {name!r}; expected one of: "
+            f"{', '.join(_BUILDERS)} (or pass load_model a build function)"
+        )
+    key = jax.random.fold_in(jax.random.key(hp["seed"]), 1)
+    return _BUILDERS[name](hp, key, standardize_from(hp))
