@@ -16,6 +16,15 @@ import jax
 import jax.numpy as jnp
 
 from ._standardize import Standardize
+from .cnf import CNF
+from .ddpm import DDPM
+from .diffusion import Diffusion
+from .ebm import EBM, energy_mlp
+from .gan import GAN
+from .nn import MLPVectorField
+from .sde import get_sde
+from .single_noise import SingleNoiseScore
+from .vae import VAE
 
 __all__ = ["build_model"]
 
@@ -29,41 +38,28 @@ def standardize_from(hp: dict) -> Standardize:
 
 
 def _mlp(hp: dict, key):
-    from .nn import MLPVectorField
-
     return MLPVectorField(
         2, width=hp["width"], depth=hp["depth"], activation=hp.get("activation", "silu"), key=key
     )
 
 
 def _cnf(hp, key, std):
-    from .cnf import CNF
-
     return CNF(_mlp(hp, key), standardize=std)
 
 
 def _diffusion(hp, key, std):
-    from .diffusion import Diffusion
-    from .sde import get_sde
-
     return Diffusion(_mlp(hp, key), get_sde(hp.get("sde", "vp")), standardize=std)
 
 
 def _ddpm(hp, key, std):
-    from .ddpm import DDPM
-
     return DDPM(_mlp(hp, key), hp.get("num_diffusion_steps", 1000), standardize=std)
 
 
 def _single_noise(hp, key, std):
-    from .single_noise import SingleNoiseScore
-
     return SingleNoiseScore(_mlp(hp, key), hp["sigma"], standardize=std)
 
 
 def _gan(hp, key, std):
-    from .gan import GAN
-
     return GAN.mlp(
         2,
         latent_size=hp["latent_size"],
@@ -77,8 +73,6 @@ def _gan(hp, key, std):
 
 
 def _vae(hp, key, std):
-    from .vae import VAE
-
     return VAE.from_mlps(
         2,
         hp["latent_size"],
@@ -96,8 +90,6 @@ def _vae(hp, key, std):
 
 
 def _ebm(hp, key, std):
-    from .ebm import EBM, energy_mlp
-
     return EBM(
         energy_mlp(2, hp["width"], hp["depth"], hp.get("activation", "silu"), key=key),
         tuple(tuple(b) for b in hp["box"]),

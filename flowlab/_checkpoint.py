@@ -18,6 +18,8 @@ from typing import Any
 
 import equinox as eqx
 
+from ._build import build_model
+
 __all__ = [
     "CheckpointError",
     "atomic_write_text",
@@ -200,7 +202,6 @@ def load_model(path: str | os.PathLike, make_model=None) -> tuple[Any, dict[str,
             f"'hyperparameters' entry; found a header with keys {sorted(header)}"
         )
     hyperparameters = header["hyperparameters"]
-    if make_model is None:
-        from ._build import build_model as make_model
-    _, model = load_checkpoint(path, make_model(hyperparameters))
+    build = build_model if make_model is None else make_model
+    _, model = load_checkpoint(path, build(hyperparameters))
     return model, hyperparameters
