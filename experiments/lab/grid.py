@@ -20,11 +20,13 @@ import numpy as np
 
 import flowlab
 from flowlab import datasets, plotting
-from flowlab.evaluate import likelihood, sample_metrics, timed
+from flowlab.evaluate import likelihood, noise_floor, sample_metrics, timed
 
 from . import figures, pipeline
 from .registry import FAMILIES
 
+FLOOR_KEY = 11  # folded into the cell's key for the noise floor (no other key changes)
+FLOOR_PAIRS = 4  # true-true pairs behind the saved energy-distance noise floor
 IWAE_K = 1000  # importance samples of the VAE's IWAE bound in the table's details
 DETAIL_KEYS = ("log_prob_steps", "holdout_neg_iwae", "holdout_neg_iwae_se", "iwae_k")
 # row name -> (trained family, sampler factory(settings) or None: the model's own sampler)
@@ -160,9 +162,23 @@ def evaluate_cell(
     )
     sm = sample_metrics(fresh, holdout_np, reference, full=True)
     records.append(row_record(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
-    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"])
+    floor = _energy_floor(name, n, key)
+    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"], **floor)
     arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference, samples=samples)
     return records, arrays, details
+
+
+def _energy_floor(name: str, n: int, key) -> dict:
+    """The energy distance's noise floor at ``n`` samples, computed once per cell
+    (:func:`flowlab.evaluate.noise_floor`), as saved with the oracle row in
+    ``details.json``."""
+    floor = noise_floor(name, n, key=jax.random.fold_in(key, FLOOR_KEY), pairs=FLOOR_PAIRS)
+    energy = floor["energy_distance"]
+    return dict(
+        energy_noise_floor=energy["rms"],
+        energy_noise_floor_std=energy["std"],
+        energy_noise_floor_pairs=floor["pairs"],
+    )
 
 
 def chunked_log_prob(model, points, chunk: int) -> np.ndarray:

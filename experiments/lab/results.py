@@ -3,7 +3,8 @@ studies and the report read.
 
 * ``results.csv`` (the schema of :mod:`lab.tables`), ``config.json`` (hyperparameters,
   evaluation settings, machine; optional ``families``/``labels`` maps from a table row to
-  the family that trained it), ``details.json`` (optional estimator labels);
+  the family that trained it), ``details.json`` (optional estimator labels; the oracle
+  row's ``energy_noise_floor``, from :func:`flowlab.evaluate.noise_floor`);
 * ``models/<dataset>/seed<k>/<family>/history.json`` (training curves);
 * ``arrays/<dataset>_seed<k>.npz`` (``train``, ``holdout``, ``reference`` and
   ``samples__<row>`` for every row, oracle included) and ``arrays/<dataset>_density.npz``
