@@ -27,13 +27,15 @@ from collections.abc import Callable
 from typing import Any
 
 import flowlab
-from flowlab.samplers import EulerMaruyama
+
+from . import samplers
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One row of a comparison table: a trained family sampled one way (``sampler(settings)``
-    builds the sampler from the grid's evaluation settings; ``None``: the model's own)."""
+    builds the sampler from the grid's evaluation settings, through the one vocabulary
+    :mod:`lab.samplers`; ``None``: the model's own)."""
 
     label: str
     sampler: Callable[[dict], Any] | None = None
@@ -189,9 +191,7 @@ FAMILIES: dict[str, Family] = {
             "exact log-density come from the probability-flow ODE, solved adaptively"
         ),
         rows={
-            "diffusion_sde": Row(
-                "VP diffusion, reverse SDE", lambda s: EulerMaruyama(steps=s["sde_steps"])
-            ),
+            "diffusion_sde": Row("VP diffusion, reverse SDE", samplers.factory("sde", "sde_steps")),
             "diffusion_ode": Row("VP diffusion, PF-ODE"),
         },
     ),

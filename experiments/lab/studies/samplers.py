@@ -21,7 +21,6 @@ import math
 import time
 from pathlib import Path
 
-import diffrax
 import jax
 import numpy as np
 
@@ -29,9 +28,10 @@ import flowlab
 from flowlab import datasets
 from flowlab.evaluate import noise_floor
 from flowlab.metrics import energy_distance
-from flowlab.samplers import DDIM, ODE, Ancestral, EulerMaruyama
+from flowlab.samplers import ODE
 
 from .. import pipeline
+from .. import samplers as vocabulary
 from .exact import (
     SAMPLERS,
     Mixture,
@@ -43,19 +43,12 @@ from .exact import (
 
 
 def make_sampler(name: str, steps: int, model=None):
-    """The library sampler called ``name`` with ``steps`` steps (``ode_euler``: fixed-step
-    Euler on the probability-flow ODE, ``dt = (1 - eps) / steps``)."""
-    if name == "ddpm":
-        return Ancestral(steps=steps)
-    if name == "ddim":
-        return DDIM(steps=steps, eta=0.0)
-    if name == "sde":
-        return EulerMaruyama(steps=steps)
-    if name == "ode_euler":
-        eps = model.sde.eps if model is not None else 1e-3
-        opts = flowlab.SolverOptions(solver=diffrax.Euler(), dt0=(1.0 - eps) / steps)
-        return ODE(options=opts)
-    raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")
+    """The library sampler called ``name`` (one of :data:`SAMPLERS`) with ``steps`` steps,
+    from the one vocabulary :mod:`lab.samplers` (``ode_euler``: fixed-step Euler on the
+    probability-flow ODE, ``dt = (1 - eps) / steps``)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")
+    return vocabulary.make(name, steps, model)
 
 
 @dataclasses.dataclass
