@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import figures, grid, report, results, studies, tables
+from lab import figures, grid, report, tables
 from lab.common import ROOT, machine, save_figures, write_json
 from lab.registry import FAMILIES, LABELS, ROWS
 
@@ -150,19 +150,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> list[dict]:
-    args = parse_args(argv)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    budgets, settings = BUDGETS[args.mode], SETTINGS[args.mode]
-    rows_spec = {m: ROWS[m] for m in args.models}
-    families = list(dict.fromkeys(fam for fam, _ in rows_spec.values()))
+def family_budgets(args, families) -> dict:
+    """Every hyperparameter of each family: its defaults, overridden by this mode's budget."""
     hps = {}
-    for fam in families:  # the family's defaults, overridden by this mode's budget
-        hp = {**FAMILIES[fam].defaults, **budgets[fam]}
+    for fam in families:
+        hp = {**FAMILIES[fam].defaults, **BUDGETS[args.mode][fam]}
         hp["eval_every"] = max(1, hp["steps"] // EVALS_PER_RUN)
         hps[fam] = hp
-    config = dict(
+    return hps
+
+
+def run_config(args, families, hps) -> dict:
+    """What config.json records of this run (its timings are filled in as it goes)."""
+    return dict(
         mode=args.mode,
         script="experiments/compare.py",
         datasets=args.datasets,
@@ -173,86 +173,85 @@ def main(argv=None) -> list[dict]:
         seeds=list(range(args.seeds)),
         budgets=hps,  # every hyperparameter: the family defaults and this mode's budget
         budget_source={f: f"compare.py's {args.mode} budget" for f in families},
-        evaluation=dict(settings, evals_per_run=EVALS_PER_RUN, kde_bandwidth="scott",
+        evaluation=dict(SETTINGS[args.mode], evals_per_run=EVALS_PER_RUN, kde_bandwidth="scott",
                         reference="fresh true samples (n_samples)"),
         machine=machine(),
     )  # fmt: skip
-    timings = config["timings"] = {"train_s": {}, "evaluate_s": {}}
+
+
+def write_tables(out: Path, run: grid.GridRun, order: list[str]) -> None:
+    """results.csv, summary.md and details.json of a finished grid."""
+    tables.write_csv(out / "results.csv", run.rows)
+    atomic_write_text(out / "summary.md", tables.summary_markdown(run.rows, order))
+    write_json(out / "details.json", run.details)
+
+
+def draw_figures(args, run: grid.GridRun, families, order, labels) -> list[Path]:
+    """The comparison's four figures (copied to ``--figures-dir`` in full mode)."""
+    names = args.datasets
+    figs = {
+        "training": figures.training_grid(names, families, run.histories, labels),
+        "samples": figures.samples_grid(names, order, run.arrays, labels),
+        "density": figures.density_grid(names, run.density, labels),
+        "nll": figures.nll_scatter(tables.summarise(run.rows), names, order, labels),
+    }
+    full = args.mode == "full"
+    return save_figures(figs, args.out, args.figures_dir if full else None, "compare")
+
+
+def publish_report(args, pdf: Path) -> list[Path]:
+    """A full run's report copied beside its figures, and RESULTS.md written from it."""
+    if args.mode != "full":
+        return [pdf]
+    shutil.copyfile(pdf, args.figures_dir / "compare_report.pdf")
+    md = report.write_markdown(
+        args.out, ROOT / "RESULTS.md", args.figures_dir / "compare_report.pdf"
+    )
+    return [pdf, md]
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rows_spec = {m: ROWS[m] for m in args.models}
+    families = list(dict.fromkeys(fam for fam, _ in rows_spec.values()))
+    hps = family_budgets(args, families)
+    config = run_config(args, families, hps)
     print(
         f"[compare] {len(args.datasets)} dataset(s) x {len(args.models)} model(s) x "
         f"{args.seeds} seed(s), mode {args.mode}; output in {out}"
     )
-    rows, details, histories, arrays, density, models_seed0 = [], {}, {}, {}, {}, {}
     t_start = time.perf_counter()
-    for name in args.datasets:
-        for seed in range(args.seeds):
-            models, hists, call_s = grid.train_cell(
-                name, seed, hps, out, script="compare", progress=not args.no_progress,
-                fresh=args.fresh,
-            )  # fmt: skip
-            timings["train_s"].update({f"{name}/seed{seed}/{f}": s for f, s in call_s.items()})
-            t0 = time.perf_counter()
-            cell_rows, cell_arrays, cell_details = grid.evaluate_cell(
-                name, seed, models, hists, settings, rows_spec
-            )
-            rows += cell_rows
-            details.update({f"{name}/seed{seed}/{m}": d for m, d in cell_details.items()})
-            results.write_cell_arrays(out, name, seed, **cell_arrays)
-            for r in cell_rows:
-                print("      " + grid.line(r))
-            if seed == 0:
-                models_seed0[name] = models
-                histories.update({(name, fam): hists[fam] for fam in families})
-                arrays[name] = cell_arrays
-                density[name] = grid.density_grids(
-                    name,
-                    models,
-                    cell_arrays["train"],
-                    settings["grid"],
-                    len(cell_arrays["holdout"]),
-                )
-                results.write_density(out, name, *density[name])
-            timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
+    run = grid.run_grid(
+        args.datasets,
+        args.seeds,
+        hps,
+        SETTINGS[args.mode],
+        rows_spec,
+        out,
+        script="compare",
+        progress=not args.no_progress,
+        fresh=args.fresh,
+    )
+    timings = config["timings"] = run.timings
     timings["grid_s"] = time.perf_counter() - t_start
-    tables.write_csv(out / "results.csv", rows)
     order = [*args.models, "oracle"]
-    atomic_write_text(out / "summary.md", tables.summary_markdown(rows, order))
-    write_json(out / "details.json", details)
+    write_tables(out, run, order)
     write_json(out / "config.json", config)
-    labels = config["labels"]
-    figs = {
-        "training": figures.training_grid(args.datasets, families, histories, labels),
-        "samples": figures.samples_grid(args.datasets, order, arrays, labels),
-        "density": figures.density_grid(args.datasets, density, labels),
-        "nll": figures.nll_scatter(tables.summarise(rows), args.datasets, order, labels),
-    }
-    full = args.mode == "full"
-    written = save_figures(figs, out, args.figures_dir if full else None, "compare")
-    if not args.no_studies:
-        t0 = time.perf_counter()
-        learned, source = grid.study_model(models_seed0)
-        studies.run_studies(out, smoke=args.smoke, learned=learned, learned_source=source,
-                            progress=not args.no_progress, fresh=args.fresh)  # fmt: skip
-        timings["studies_s"] = time.perf_counter() - t0
+    written = draw_figures(args, run, families, order, config["labels"])
+    grid.run_studies(out, run, timings, args)
     write_json(out / "config.json", config)
-    if not args.no_report:
-        t0 = time.perf_counter()
-        pdf = report.render(out)
-        timings["report_s"] = time.perf_counter() - t0
+    pdf = grid.render_report(out, timings, args)
+    if pdf is not None:
         write_json(out / "config.json", config)
-        written.append(pdf)
-        if full:
-            shutil.copyfile(pdf, args.figures_dir / "compare_report.pdf")
-            md = report.write_markdown(
-                out, ROOT / "RESULTS.md", args.figures_dir / "compare_report.pdf"
-            )
-            written.append(md)
-    print(tables.summary_markdown(rows, order))
+        written += publish_report(args, pdf)
+    print(tables.summary_markdown(run.rows, order))
     total = time.perf_counter() - t_start
     print(f"[compare] done in {total:.0f} s (grid {timings['grid_s']:.0f} s); outputs in {out}")
     for p in [out / "results.csv", out / "summary.md", *written]:
         print(f"      {p}")
-    return rows
+    return run.rows
 
 
 if __name__ == "__main__":

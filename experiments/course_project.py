@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import grid, report, results, studies, tables
+from lab import grid, tables
 from lab.common import ROOT, machine, write_json
 from lab.registry import FAMILIES, SMOKE
 
@@ -144,50 +144,9 @@ def budget(fam: str, args) -> dict:
     return hp
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    settings = SETTINGS[args.mode]
-    budgets = {fam: budget(fam, args) for fam in args.models}
-    t_start = time.perf_counter()
-    print(
-        f"[course_project] {len(args.models)} model(s) x {len(args.datasets)} dataset(s) x "
-        f"{args.seeds} seed(s), mode {args.mode}; output in {out}"
-    )
-    rows, details, models_seed0, timings = [], {}, {}, {"train_s": {}, "evaluate_s": {}}
-    rows_spec = grid.family_rows(args.models)
-    for name in args.datasets:
-        for seed in range(args.seeds):
-            models, hists, call_s = grid.train_cell(
-                name,
-                seed,
-                budgets,
-                out,
-                script="course_project",
-                progress=not args.no_progress,
-                fresh=args.fresh,
-            )
-            timings["train_s"].update({f"{name}/seed{seed}/{f}": s for f, s in call_s.items()})
-            t0 = time.perf_counter()
-            cell_rows, arrays, cell_details = grid.evaluate_cell(
-                name, seed, models, hists, settings, rows_spec
-            )
-            rows += cell_rows
-            details.update({f"{name}/seed{seed}/{m}": d for m, d in cell_details.items()})
-            results.write_cell_arrays(out, name, seed, **arrays)
-            if seed == 0:
-                models_seed0[name] = models
-                grids = grid.density_grids(name, models, arrays["train"], settings["grid"],
-                                           len(arrays["holdout"]))  # fmt: skip
-                results.write_density(out, name, *grids)
-            timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
-            for r in cell_rows:
-                print("      " + grid.line(r))
-    tables.write_csv(out / "results.csv", rows)
-    atomic_write_text(out / "summary.md", tables.summary_markdown(rows, [*args.models, "oracle"]))
-    write_json(out / "details.json", details)
-    config = dict(
+def run_config(args, settings: dict, budgets: dict, timings: dict) -> dict:
+    """What config.json records of this run."""
+    return dict(
         mode=args.mode,
         script="experiments/course_project.py",
         datasets=args.datasets,
@@ -212,34 +171,57 @@ def main(argv=None) -> dict:
         machine=machine(),
         timings=timings,
     )
+
+
+def copy_report(args, pdf: Path) -> None:
+    """A full run's report and its figures, copied to ``--figures-dir``."""
+    if args.smoke or args.figures_dir is None:
+        return
+    args.figures_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pdf, args.figures_dir / "course_project_report.pdf")
+    for fig in sorted((args.out / "report_build" / "figures").glob("*.png")):
+        shutil.copyfile(fig, args.figures_dir / f"course_project_{fig.name}")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    settings = SETTINGS[args.mode]
+    budgets = {fam: budget(fam, args) for fam in args.models}
+    t_start = time.perf_counter()
+    print(
+        f"[course_project] {len(args.models)} model(s) x {len(args.datasets)} dataset(s) x "
+        f"{args.seeds} seed(s), mode {args.mode}; output in {out}"
+    )
+    run = grid.run_grid(
+        args.datasets,
+        args.seeds,
+        budgets,
+        settings,
+        grid.family_rows(args.models),
+        out,
+        script="course_project",
+        progress=not args.no_progress,
+        fresh=args.fresh,
+    )
+    order = [*args.models, "oracle"]
+    tables.write_csv(out / "results.csv", run.rows)
+    atomic_write_text(out / "summary.md", tables.summary_markdown(run.rows, order))
+    write_json(out / "details.json", run.details)
+    timings = run.timings
+    config = run_config(args, settings, budgets, timings)
     write_json(out / "config.json", config)
-    if not args.no_studies:
-        t0 = time.perf_counter()
-        learned, source = grid.study_model(models_seed0)
-        studies.run_studies(
-            out,
-            smoke=args.smoke,
-            learned=learned,
-            learned_source=source,
-            progress=not args.no_progress,
-            fresh=args.fresh,
-        )
-        timings["studies_s"] = time.perf_counter() - t0
+    grid.run_studies(out, run, timings, args)
     timings["total_before_report_s"] = time.perf_counter() - t_start
     write_json(out / "config.json", config)
-    result = {"rows": rows, "out": out}
-    if not args.no_report:
-        t0 = time.perf_counter()
-        pdf = report.render(out)
-        timings["report_s"] = time.perf_counter() - t0
+    result = {"rows": run.rows, "out": out}
+    pdf = grid.render_report(out, timings, args)
+    if pdf is not None:
         write_json(out / "config.json", config)
         result["pdf"] = pdf
-        if not args.smoke and args.figures_dir is not None:
-            args.figures_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(pdf, args.figures_dir / "course_project_report.pdf")
-            for fig in sorted((out / "report_build" / "figures").glob("*.png")):
-                shutil.copyfile(fig, args.figures_dir / f"course_project_{fig.name}")
-    print(tables.summary_markdown(rows, [*args.models, "oracle"]))
+        copy_report(args, pdf)
+    print(tables.summary_markdown(run.rows, order))
     print(f"[course_project] done in {time.perf_counter() - t_start:.0f} s; outputs in {out}")
     if "pdf" in result:
         print(f"      {result['pdf']}")

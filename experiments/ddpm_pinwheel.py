@@ -24,13 +24,12 @@ import time
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from lab import figures, pipeline
+from lab import figures, pipeline, samplers
 from lab.common import ROOT, apply_flags, base_parser, check_dataset, default_out
 from lab.registry import script_defaults
 
 from flowlab import plotting
 from flowlab.evaluate import sample_metrics
-from flowlab.samplers import DDIM, Ancestral
 
 
 def parse_args(argv=None):
@@ -52,8 +51,9 @@ def main(argv=None) -> dict:
     r = pipeline.run("ddpm", args, hp)
     m, name = r.metrics, args.dataset.replace("_", " ")
     T = r.model.num_steps
-    runs = [("ancestral", Ancestral())] + [
-        (f"ddim_{s}", DDIM(steps=s)) for s in ((5, 20) if args.smoke else (50, min(1000, T)))
+    runs = [("ancestral", samplers.make("ddpm"))] + [
+        (f"ddim_{s}", samplers.make("ddim", s))
+        for s in ((5, 20) if args.smoke else (50, min(1000, T)))
     ]
     table, samples = {}, {}
     for label, sampler in runs:

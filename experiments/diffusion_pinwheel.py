@@ -27,19 +27,17 @@ import time
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from lab import figures, pipeline
+from lab import figures, pipeline, samplers
 from lab.common import apply_flags, base_parser, check_dataset, default_out
 from lab.registry import script_defaults
 
 from flowlab import plotting
 from flowlab.evaluate import sample_metrics
-from flowlab.samplers import get_sampler
 from flowlab.sde import SDES
 
 SMOKE_STEPS = {"em": (5,), "pc": (5,), "ddpm": (5,), "ddim": (10,)}
 SAMPLER_STEPS = {"em": (100, 1000), "pc": (100, 1000), "ddpm": (100, 1000), "ddim": (50, 1000)}
-STOCHASTIC = ("em", "pc", "ddpm", "ddim")
-TITLES = {"em": "Euler-Maruyama", "pc": "predictor-corrector", "ddpm": "ancestral (DDPM)"}
+STOCHASTIC = ("em", "pc", "ddpm", "ddim")  # names or aliases of lab.samplers (em: sde)
 
 
 def parse_args(argv=None):
@@ -89,7 +87,7 @@ def sampler_table(r: pipeline.Run, runs) -> tuple[dict, dict]:
         }
     }
     for label, sampler_name, steps in runs[1:]:
-        sampler = get_sampler(sampler_name, steps=steps)
+        sampler = samplers.make(sampler_name, steps)
         n = pipeline.N_SAMPLES
         jax.block_until_ready(r.model.sample(r.keys["sample"], n, sampler=sampler))  # compile
         t0 = time.perf_counter()
@@ -117,12 +115,7 @@ def samples_figure(r: pipeline.Run, runs, samples: dict, table: dict, *, title: 
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5.2 * rows), squeeze=False)
     for ax, (label, sampler_name, steps) in zip(axes.flat, runs, strict=False):
         sm = table[label]
-        if steps is None:
-            panel = "PF-ODE (adaptive)"
-        elif sampler_name == "ddim":
-            panel = f"DDIM (eta = 0), {steps} steps"
-        else:
-            panel = f"{TITLES[sampler_name]}, {steps} steps"
+        panel = samplers.label(sampler_name) + ("" if steps is None else f", {steps} steps")
         kde = sm["kde_loglik"]
         panel += f"\nNFE {sm['nfe']}, KDE loglik " + (
             f"{kde['mean']:.3f}" if kde is not None else sm["sample_diagnostic"][:20]

@@ -114,3 +114,20 @@ def test_experiment_rejects_unknown_dataset(tmp_path):
     )
     assert proc.returncode != 0
     assert "unknown dataset 'nope'" in proc.stderr and "pinwheel" in proc.stderr
+
+
+def test_one_sampler_vocabulary_serves_every_script():
+    """lab.samplers builds the objects the scripts used to build themselves; the diffusion
+    script's ``em`` is the vocabulary's ``sde``, and the studies' labels are its labels."""
+    from lab import samplers, studies
+    from lab.registry import ROWS
+
+    from flowlab.samplers import DDIM, Ancestral, EulerMaruyama, PredictorCorrector
+
+    assert samplers.make("em", 10) == samplers.make("sde", 10) == EulerMaruyama(steps=10)
+    assert samplers.make("pc", 7) == PredictorCorrector(steps=7)
+    assert samplers.make("ddpm") == Ancestral() and samplers.make("ddim", 5) == DDIM(steps=5)
+    assert ROWS["diffusion_sde"][1]({"sde_steps": 30}) == EulerMaruyama(steps=30)
+    assert studies.SAMPLER_LABELS == {n: samplers.label(n) for n in studies.SAMPLER_LABELS}
+    with pytest.raises(ValueError, match="unknown sampler"):
+        samplers.make("rk4", 10)

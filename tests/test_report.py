@@ -23,7 +23,7 @@ from lab import grid, report, results, studies, tables  # noqa: E402
 from lab.registry import FAMILIES  # noqa: E402
 
 import flowlab  # noqa: E402
-from flowlab import datasets  # noqa: E402
+from flowlab import datasets, evaluate  # noqa: E402
 from flowlab.evaluate import sample_metrics  # noqa: E402
 
 MODELS = ("cnf_fm", "ddpm")
@@ -522,6 +522,54 @@ def test_sample_checks_on_true_and_broken_samples():
     assert report.sample_checks(broken, ref, "gaussian_mixture")["non_finite"] == 7
     chk = report.sample_checks(np.zeros((50, 2)), ref, "gaussian_mixture")
     assert chk["degenerate"] and "collapsed" in report.abnormalities(chk)[0]
+
+
+def test_sample_checks_are_flowlab_diagnostics():
+    """The report's sample checks are :func:`flowlab.evaluate.diagnostics`, renamed."""
+    k1, k2, k3 = jax.random.split(jax.random.key(5), 3)
+    ref = np.asarray(datasets.sample("gaussian_mixture", k1, 2000))
+    x = np.asarray(datasets.sample("gaussian_mixture", k2, 2000))
+    x = x + 0.1 * np.asarray(jax.random.normal(k3, x.shape))
+    x = x[x[:, 0] < 1.0]  # thin out the components on the right
+    x[:3] = np.nan
+    chk = report.sample_checks(x, ref, "gaussian_mixture")
+    diag = evaluate.diagnostics(x, ref, dataset="gaussian_mixture")
+    for k in ("n", "non_finite", "degenerate", "off_support", "outside_box", "histogram_tv"):
+        assert chk[k] == diag[k], k
+    assert chk["spread"] == diag["spread"]
+    assert chk["component_occupancy"] == diag["mode_weights"]
+    assert chk["dropped_components"] == diag["modes_dropped"] != []
+    assert chk["non_finite"] == 3 and 0.05 < chk["off_support"] < 1.0
+    assert 0.0 < chk["histogram_tv"] < 1.0
+    # only the mixture has components in the report's vocabulary
+    pin_ref, pin_x = (np.asarray(datasets.sample("pinwheel", k, 500)) for k in (k1, k2))
+    pin = report.sample_checks(pin_x, pin_ref, "pinwheel")
+    assert "component_occupancy" not in pin and "dropped_components" not in pin
+
+
+def test_report_reads_the_noise_floor_the_grid_saves(tmp_path):
+    """The grid computes the energy distance's noise floor once per cell and saves it with
+    the oracle row; the report reads it (and falls back to the oracle's own energy
+    distance for a results folder without it)."""
+    name, seed, n = "gaussian_mixture", 0, 300
+    rows, _, details = grid.evaluate_cell(name, seed, {}, {}, {"n_samples": n}, {})
+    floor = evaluate.noise_floor(
+        name, n, key=jax.random.fold_in(jax.random.key(seed), grid.FLOOR_KEY), pairs=4
+    )
+    saved = details["oracle"]["energy_noise_floor"]
+    assert saved == floor["energy_distance"]["rms"] > 0
+    tables.write_csv(tmp_path / "results.csv", rows)
+    det = {f"{name}/seed{seed}/{m}": d for m, d in details.items()}
+    (tmp_path / "details.json").write_text(json.dumps(det))
+    res = results.load(tmp_path)
+    assert report.analysis.energy_noise(res, name) == pytest.approx(saved)
+    assert report.analysis.resolution(res, name, "energy", "oracle", "oracle") == (
+        pytest.approx(3 * saved)
+    )
+    (tmp_path / "details.json").unlink()
+    old = results.load(tmp_path)
+    oracle_energy = abs(old.stat(name, "oracle", "energy")[0])
+    assert report.analysis.energy_noise(old, name) == pytest.approx(oracle_energy)
 
 
 def test_training_assessment_finds_overfitting():

@@ -7,11 +7,16 @@ A *row* of the table names a trained *family* and, optionally, a sampler: ``comp
 keys follow one rule, so a model scores the same in both scripts: the cell's data, sample
 and oracle keys come from the seed alone, and a family's training key from the seed and the
 family's position in ``registry.FAMILIES`` (never from which other families run).
+
+Both scripts run it through :func:`run_grid` (every cell), then :func:`run_studies` and
+:func:`render_report`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -20,11 +25,13 @@ import numpy as np
 
 import flowlab
 from flowlab import datasets, plotting
-from flowlab.evaluate import likelihood, sample_metrics, timed
+from flowlab.evaluate import likelihood, noise_floor, sample_metrics, timed
 
-from . import figures, pipeline
+from . import figures, pipeline, report, results, studies
 from .registry import FAMILIES
 
+FLOOR_KEY = 11  # folded into the cell's key for the noise floor (no other key changes)
+FLOOR_PAIRS = 4  # true-true pairs behind the saved energy-distance noise floor
 IWAE_K = 1000  # importance samples of the VAE's IWAE bound in the table's details
 DETAIL_KEYS = ("log_prob_steps", "holdout_neg_iwae", "holdout_neg_iwae_se", "iwae_k")
 # row name -> (trained family, sampler factory(settings) or None: the model's own sampler)
@@ -160,9 +167,96 @@ def evaluate_cell(
     )
     sm = sample_metrics(fresh, holdout_np, reference, full=True)
     records.append(row_record(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
-    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"])
+    floor = _energy_floor(name, n, key)
+    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"], **floor)
     arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference, samples=samples)
     return records, arrays, details
+
+
+def _energy_floor(name: str, n: int, key) -> dict:
+    """The energy distance's noise floor at ``n`` samples, computed once per cell
+    (:func:`flowlab.evaluate.noise_floor`), as saved with the oracle row in
+    ``details.json``."""
+    floor = noise_floor(name, n, key=jax.random.fold_in(key, FLOOR_KEY), pairs=FLOOR_PAIRS)
+    energy = floor["energy_distance"]
+    return dict(
+        energy_noise_floor=energy["rms"],
+        energy_noise_floor_std=energy["std"],
+        energy_noise_floor_pairs=floor["pairs"],
+    )
+
+
+@dataclasses.dataclass
+class GridRun:
+    """What :func:`run_grid` collects: every table row and ``details.json`` entry, and of
+    seed 0 the trained models, histories, arrays and density grids by dataset."""
+
+    rows: list = dataclasses.field(default_factory=list)
+    details: dict = dataclasses.field(default_factory=dict)
+    models: dict = dataclasses.field(default_factory=dict)  # dataset -> {family: model}
+    histories: dict = dataclasses.field(default_factory=dict)  # (dataset, family) -> History
+    arrays: dict = dataclasses.field(default_factory=dict)  # dataset -> cell arrays
+    density: dict = dataclasses.field(default_factory=dict)  # dataset -> (xs, ys, grids)
+    timings: dict = dataclasses.field(default_factory=lambda: {"train_s": {}, "evaluate_s": {}})
+
+
+def run_grid(
+    names, seeds: int, budgets: Mapping[str, dict], settings: dict, rows: RowSpec, out: Path,
+    *, script: str, progress: bool = True, fresh: bool = False,
+) -> GridRun:  # fmt: skip
+    """Train and evaluate every (dataset, seed) cell, saving each cell's arrays (and, for
+    seed 0, its density grids) under ``out`` as it finishes."""
+    run = GridRun()
+    for name in names:
+        for seed in range(seeds):
+            run_cell(run, name, seed, budgets, settings, rows, out,
+                     script=script, progress=progress, fresh=fresh)  # fmt: skip
+    return run
+
+
+def run_cell(run: GridRun, name: str, seed: int, budgets, settings, rows, out: Path, **train_kw):
+    """One cell of :func:`run_grid`: train (or reuse), evaluate, save, print, time."""
+    models, hists, call_s = train_cell(name, seed, budgets, out, **train_kw)
+    run.timings["train_s"].update({f"{name}/seed{seed}/{f}": s for f, s in call_s.items()})
+    t0 = time.perf_counter()
+    cell_rows, arrays, details = evaluate_cell(name, seed, models, hists, settings, rows)
+    run.rows += cell_rows
+    run.details.update({f"{name}/seed{seed}/{m}": d for m, d in details.items()})
+    results.write_cell_arrays(out, name, seed, **arrays)
+    for r in cell_rows:
+        print("      " + line(r))
+    if seed == 0:
+        run.models[name] = models
+        run.histories.update({(name, fam): h for fam, h in hists.items()})
+        run.arrays[name] = arrays
+        run.density[name] = density_grids(
+            name, models, arrays["train"], settings["grid"], len(arrays["holdout"])
+        )
+        results.write_density(out, name, *run.density[name])
+    run.timings["evaluate_s"][f"{name}/seed{seed}"] = time.perf_counter() - t0
+
+
+def run_studies(out: Path, run: GridRun, timings: dict, args) -> None:
+    """The studies on a finished grid (unless ``args.no_studies``), with this run's trained
+    score when it has one; their time goes into ``timings["studies_s"]``."""
+    if args.no_studies:
+        return
+    t0 = time.perf_counter()
+    learned, source = study_model(run.models)
+    studies.run_studies(out, smoke=args.smoke, learned=learned, learned_source=source,
+                        progress=not args.no_progress, fresh=args.fresh)  # fmt: skip
+    timings["studies_s"] = time.perf_counter() - t0
+
+
+def render_report(out: Path, timings: dict, args):
+    """The report of a finished results folder (unless ``args.no_report``: ``None``); its
+    time goes into ``timings["report_s"]``."""
+    if args.no_report:
+        return None
+    t0 = time.perf_counter()
+    pdf = report.render(out)
+    timings["report_s"] = time.perf_counter() - t0
+    return pdf
 
 
 def chunked_log_prob(model, points, chunk: int) -> np.ndarray:

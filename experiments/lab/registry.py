@@ -1,6 +1,6 @@
 """The one family registry of the experiment scripts: one entry per family holding its
 label, default hyperparameters, smoke budget, table rows (a family sampled several ways),
-objective, loss label and its script's evaluation settings.
+objective, loss label, its script's evaluation settings and the report's text on it.
 
 Strings live here, at the command-line edge; the library takes objects. The model of a run
 is rebuilt from its hyperparameters alone by :func:`flowlab.load_model` (the library's
@@ -27,13 +27,15 @@ from collections.abc import Callable
 from typing import Any
 
 import flowlab
-from flowlab.samplers import EulerMaruyama
+
+from . import samplers
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One row of a comparison table: a trained family sampled one way (``sampler(settings)``
-    builds the sampler from the grid's evaluation settings; ``None``: the model's own)."""
+    builds the sampler from the grid's evaluation settings, through the one vocabulary
+    :mod:`lab.samplers`; ``None``: the model's own)."""
 
     label: str
     sampler: Callable[[dict], Any] | None = None
@@ -58,6 +60,8 @@ class Family:
     # the single-family script's own evaluation settings (and their smoke values)
     script: dict[str, Any] = dataclasses.field(default_factory=dict)
     script_smoke: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the report's sentence on the family (Typst citations as [@key]; "" for none)
+    text: str = ""
 
 
 SMOKE = dict(steps=40, width=32, depth=2, batch_size=128, eval_every=20)
@@ -136,6 +140,14 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=lambda hp: flowlab.FlowMatching(sigma_min=hp.get("sigma_min", 0.0)),
         loss_label="flow-matching loss",
+        text=(
+            "a continuous normalising flow (CNF) [@grathwohl2019]: an MLP vector field transports "
+            "N(0, I) to the data along an ODE; it is trained by conditional flow matching "
+            "[@lipman2023], a simulation-free regression of the field onto the velocity of "
+            "straight paths from noise to data. Its exact log-density follows from the "
+            "instantaneous change of variables, integrated with an adaptive solver and the exact "
+            "Jacobian trace; sampling solves the same ODE"
+        ),
         rows={"cnf_fm": Row("CNF (flow matching)")},
     ),
     "cnf_mle": Family(
@@ -146,6 +158,11 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=lambda hp: flowlab.MaximumLikelihood(),
         loss_label="NLL (nats)",
+        text=(
+            "a continuous normalising flow [@grathwohl2019] trained by maximum likelihood: the "
+            "exact log-density of each training point (adaptive ODE solve with the exact trace) "
+            "is maximised by back-propagating through the solver; sampling solves the same ODE"
+        ),
         rows={"cnf_mle": Row("CNF (max. likelihood)")},
     ),
     "diffusion": Family(
@@ -168,10 +185,13 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=_denoising,
         loss_label="denoising score-matching loss",
+        text=(
+            "a variance-preserving diffusion model [@song2021sde]: an MLP predicts the noise of "
+            "the forward SDE at every noise level (denoising score matching); samples and the "
+            "exact log-density come from the probability-flow ODE, solved adaptively"
+        ),
         rows={
-            "diffusion_sde": Row(
-                "VP diffusion, reverse SDE", lambda s: EulerMaruyama(steps=s["sde_steps"])
-            ),
+            "diffusion_sde": Row("VP diffusion, reverse SDE", samplers.factory("sde", "sde_steps")),
             "diffusion_ode": Row("VP diffusion, PF-ODE"),
         },
     ),
@@ -190,6 +210,12 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=_denoising,
         loss_label="L_simple (noise-prediction MSE)",
+        text=(
+            "a discrete-time DDPM [@ho2020] with T = 1000 linear β steps (10⁻⁴ to 0.02): an MLP "
+            "ε-predictor trained with L_simple, sampled ancestrally through all T steps. Its "
+            "likelihood is the variational bound of Ho et al. (eq. 5), evaluated by Monte Carlo: "
+            "an upper bound on the NLL, not the NLL"
+        ),
         rows={"ddpm": Row("DDPM (ancestral)")},
     ),
     "dsm": Family(
@@ -208,6 +234,11 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=lambda hp: flowlab.SingleNoiseDSM(k=hp.get("k", 1)),
         loss_label="denoising score-matching loss",
+        text=(
+            "a single-noise-level denoising score-matching model: an MLP score at one noise level "
+            "σ, sampled with annealed Langevin dynamics; it has no likelihood, so it is judged by "
+            "its samples only"
+        ),
         rows={"dsm": Row("single-noise DSM (Langevin)")},
     ),
     "gan": Family(
@@ -230,6 +261,10 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=lambda hp: flowlab.NonSaturatingGAN(r1=hp.get("r1", 0.0)),
         loss_label="players' losses",
+        text=(
+            "a generative adversarial network [@goodfellow2014] with the non-saturating generator "
+            "loss; it has no likelihood, so it is judged by its samples only"
+        ),
         rows={"gan": Row("GAN")},
         optimizer=_gan_optimizer,
     ),
@@ -255,6 +290,12 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=lambda hp: flowlab.NegativeELBO(num_samples=hp.get("num_samples", 1)),
         loss_label="negative ELBO (nats)",
+        text=(
+            "a variational autoencoder [@kingma2014] with Gaussian encoder and decoder, trained "
+            "on the negative ELBO; its bound is reported with the importance-weighted bound "
+            "[@burda2016], and for a latent of dimension at most two its exact marginal "
+            "likelihood is computed by quadrature"
+        ),
         rows={"vae": Row("VAE (decoder noise)")},
         smoke=dict(quadrature_size=64),
         # Measured on pinwheel, seed 0: exact hold-out NLL 0.301 (true entropy -0.092),
@@ -293,6 +334,12 @@ FAMILIES: dict[str, Family] = {
         ),
         objective=_contrastive_divergence,
         loss_label="contrastive-divergence loss",
+        text=(
+            "an energy-based model [@du2019] trained by persistent contrastive divergence with "
+            "Langevin negatives and the stabilisers of Song and Kingma [@song2021ebm]; in two "
+            "dimensions its normalising constant is computed by quadrature, so its likelihood is "
+            "exact"
+        ),
         rows={"ebm": Row("EBM (Langevin)")},
         smoke=_EBM_SMOKE,
         data_hp=_ebm_box,

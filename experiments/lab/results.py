@@ -3,7 +3,8 @@ studies and the report read.
 
 * ``results.csv`` (the schema of :mod:`lab.tables`), ``config.json`` (hyperparameters,
   evaluation settings, machine; optional ``families``/``labels`` maps from a table row to
-  the family that trained it), ``details.json`` (optional estimator labels);
+  the family that trained it), ``details.json`` (optional estimator labels; the oracle
+  row's ``energy_noise_floor``, from :func:`flowlab.evaluate.noise_floor`);
 * ``models/<dataset>/seed<k>/<family>/history.json`` (training curves);
 * ``arrays/<dataset>_seed<k>.npz`` (``train``, ``holdout``, ``reference`` and
   ``samples__<row>`` for every row, oracle included) and ``arrays/<dataset>_density.npz``
@@ -30,7 +31,7 @@ import flowlab
 from flowlab._checkpoint import atomic_write_bytes, atomic_write_text
 
 from . import tables
-from .registry import FAMILIES
+from .registry import FAMILIES, LABELS
 
 COMPACT_AFTER = 3  # table rows beyond which the text summarises instead of listing
 
@@ -143,8 +144,9 @@ def read_kde_csv(path: Path) -> list[dict]:
 
 @dataclasses.dataclass
 class Results:
-    """Everything the report reads from a results folder. ``known_labels`` names table rows
-    that neither ``config.json`` nor the family registry labels (the reader's choice)."""
+    """Everything the report reads from a results folder. A row's label is ``config.json``'s,
+    else ``known_labels``' (the reader's choice, empty by default), else the registry's
+    (:data:`lab.registry.LABELS`: rows, families and the oracle)."""
 
     path: Path
     rows: list[dict]
@@ -178,7 +180,13 @@ class Results:
             return labels[model]
         if model in self.known_labels:
             return self.known_labels[model]
-        return FAMILIES[model].label if model in FAMILIES else model
+        return LABELS.get(model, model)
+
+    def family_text(self, family: str) -> str:
+        """The report's sentence on a family: its registry entry's ``text``, else what it
+        was trained on."""
+        text = FAMILIES[family].text if family in FAMILIES else ""
+        return text or f"trained on the {self.loss_label(family)}"
 
     def loss_label(self, family: str) -> str:
         labels = self.config.get("loss_labels", {})

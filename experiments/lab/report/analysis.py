@@ -8,8 +8,7 @@ import math
 
 import numpy as np
 
-from flowlab import datasets
-from flowlab.metrics import DegenerateSamplesError, check_samples, energy_distance
+from flowlab import evaluate
 
 from ..results import Results
 from .text import join, pct
@@ -51,45 +50,19 @@ def training_assessment(hist) -> dict:
 
 
 def sample_checks(samples, reference, dataset: str) -> dict:
-    """What looks wrong in a sample set, measured against fresh true ``reference`` samples
-    and the true density: non-finite samples, mass off the support (below the 1st
-    percentile of the true log-density of true samples: 1% for a perfect sampler), far
-    outliers, spread, total variation between 16×16 histograms and, for the Gaussian
-    mixture, the occupancy of each component."""
-    x = np.asarray(samples, np.float64)
-    ref = np.asarray(reference, np.float64)
-    finite = np.isfinite(x).all(axis=1)
-    out: dict = dict(n=len(x), non_finite=int((~finite).sum()))
-    x = x[finite]
-    if len(x) < 3:
-        out["degenerate"] = True
-        return out
-    try:
-        check_samples(x)
-        out["degenerate"] = False
-    except DegenerateSamplesError:
-        out["degenerate"] = True
-    lp_ref = datasets.log_prob(dataset, ref)
-    tau = float(np.percentile(lp_ref, 1.0))
-    lp = datasets.log_prob(dataset, x)
-    out["off_support"] = float(np.mean(~(lp >= tau)))
-    lo = np.percentile(ref, 0.5, axis=0) - 0.25 * np.ptp(ref, axis=0)
-    hi = np.percentile(ref, 99.5, axis=0) + 0.25 * np.ptp(ref, axis=0)
-    out["outside_box"] = float(np.mean(np.any((x < lo) | (x > hi), axis=1)))
-    out["spread"] = (np.std(x, axis=0) / np.std(ref, axis=0)).tolist()
-    edges = [np.linspace(lo[i], hi[i], 17) for i in range(2)]
-    hx = np.histogram2d(x[:, 0], x[:, 1], bins=edges)[0]
-    hr = np.histogram2d(ref[:, 0], ref[:, 1], bins=edges)[0]
-    px, pr = hx / max(hx.sum(), 1), hr / max(hr.sum(), 1)
-    out["histogram_tv"] = float(0.5 * np.abs(px - pr).sum())
-    if dataset == "gaussian_mixture":
-        means, _, weights = datasets.gaussian_mixture_params(dataset)
-        d = np.linalg.norm(x[:, None, :] - np.asarray(means)[None], axis=-1)
-        occ = np.bincount(np.argmin(d, axis=1), minlength=len(weights)) / len(x)
-        out["component_occupancy"] = occ.tolist()
-        out["dropped_components"] = [
-            int(k) for k in np.flatnonzero(occ < 0.25 * np.asarray(weights))
-        ]
+    """What looks wrong in a sample set, as the report reads it: an adapter over
+    :func:`flowlab.evaluate.diagnostics` against fresh true ``reference`` samples and the
+    true density. Keys: ``n``, ``non_finite``, ``degenerate``, ``off_support`` (mass below
+    the 1st percentile of the true log-density of true samples: 1% for a perfect sampler),
+    ``outside_box`` (far outliers), ``spread`` (per-axis std ratios), ``histogram_tv``
+    (16×16 histograms) and, for the Gaussian mixture, ``component_occupancy`` and
+    ``dropped_components`` (the diagnostics' ``mode_weights`` and ``modes_dropped``)."""
+    diag = evaluate.diagnostics(samples, reference, dataset=dataset)
+    keys = ("n", "non_finite", "degenerate", "off_support", "outside_box", "spread")
+    out = {k: diag[k] for k in (*keys, "histogram_tv") if diag.get(k) is not None}
+    if dataset == "gaussian_mixture" and "mode_weights" in diag:
+        out["component_occupancy"] = diag["mode_weights"]
+        out["dropped_components"] = diag["modes_dropped"]
     return out
 
 
@@ -140,24 +113,15 @@ def all_sample_checks(res: Results) -> dict:
 
 def energy_noise(res: Results, dataset: str) -> float:
     """The RMS of the energy distance between two independent true sample sets of the run's
-    size, from the saved true samples (reference and oracle pooled, four random halvings):
-    the noise of an energy distance when model and data agree."""
-    cache = res.__dict__.setdefault("_energy_noise", {})
-    if dataset in cache:
-        return cache[dataset]
-    cell = res.cells.get((dataset, res.seeds[0]))
-    value = abs(res.stat(dataset, "oracle", "energy")[0])
-    if cell is not None and "oracle" in cell["samples"]:
-        pool = np.concatenate([cell["reference"], cell["samples"]["oracle"]]).astype(np.float64)
-        n = len(pool) // 2
-        rng = np.random.default_rng(0)
-        vals = []
-        for _ in range(4):
-            p = rng.permutation(len(pool))
-            vals.append(energy_distance(pool[p[:n]], pool[p[n : 2 * n]]))
-        value = float(np.sqrt(np.mean(np.square(vals))))
-    cache[dataset] = value
-    return value
+    size: its noise when model and data agree. The grid saves it with the oracle row
+    (``details.json``: ``energy_noise_floor``, from :func:`flowlab.evaluate.noise_floor`);
+    a results folder written before that falls back to the oracle row's own energy
+    distance (one true-true pair), without recomputing anything."""
+    detail = res.detail(dataset, "oracle") or {}
+    floor = detail.get("energy_noise_floor")
+    if floor is not None and math.isfinite(floor):
+        return float(floor)
+    return abs(res.stat(dataset, "oracle", "energy")[0])
 
 
 MEASURES = (  # column, words; lower is better for all

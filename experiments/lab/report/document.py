@@ -34,8 +34,6 @@ from .studies_prose import studies_summary
 from .tables import hyperparameter_table, quantitative_table, typst_table
 from .text import (
     DATASET_TEXT,
-    FAMILY_TEXT,
-    KNOWN_LABELS,
     Markup,
     esc,
     join,
@@ -48,9 +46,9 @@ MAIN_TEXT_PAGE_LIMIT = 6
 
 
 def load(results: Path) -> Results:
-    """The results folder as the report reads it: :func:`lab.results.load` with the report's
-    row labels (:data:`~lab.report.text.KNOWN_LABELS`)."""
-    return schema.load(results, labels=KNOWN_LABELS)
+    """The results folder as the report reads it (:func:`lab.results.load`; row labels from
+    ``config.json`` or the family registry)."""
+    return schema.load(results)
 
 
 def draw_figures(res: Results, build: Path) -> tuple[dict, list[str], list[str]]:
@@ -93,7 +91,7 @@ def models_section(doc: Markup, res: Results) -> None:
         "training budgets in [@tab:hp]):"
     )
     for fam in res.families:
-        text = FAMILY_TEXT.get(fam, f"trained on the {res.loss_label(fam)}")
+        text = res.family_text(fam)
         rows_of = [m for m in res.models if res.family(m) == fam and m != fam]
         extra = f" (table rows: {join([res.label(m) for m in rows_of])})" if rows_of else ""
         doc.lines.append(

@@ -1,5 +1,6 @@
 """Numbers into words and prose into Typst: number formatting, Typst escaping with
-citations and cross-references, and the fixed text on the datasets and families."""
+citations and cross-references, and the fixed text on the datasets (a family's label and
+text live in its entry of :mod:`lab.registry`)."""
 
 from __future__ import annotations
 
@@ -63,39 +64,6 @@ DATASET_TEXT = {
 }
 
 
-FAMILY_TEXT = {
-    "cnf_fm": "a continuous normalising flow (CNF) [@grathwohl2019]: an MLP vector field "
-    "transports N(0, I) to the data along an ODE; it is trained by conditional flow matching "
-    "[@lipman2023], a simulation-free regression of the field onto the velocity of straight "
-    "paths from noise to data. Its exact log-density follows from the instantaneous change "
-    "of variables, integrated with an adaptive solver and the exact Jacobian trace; sampling "
-    "solves the same ODE",
-    "cnf_mle": "a continuous normalising flow [@grathwohl2019] trained by maximum likelihood: "
-    "the exact log-density of each training point (adaptive ODE solve with the exact trace) "
-    "is maximised by back-propagating through the solver; sampling solves the same ODE",
-    "diffusion": "a variance-preserving diffusion model [@song2021sde]: an MLP predicts the "
-    "noise of the forward SDE at every noise level (denoising score matching); samples and the "
-    "exact log-density come from the probability-flow ODE, solved adaptively",
-    "ddpm": "a discrete-time DDPM [@ho2020] with T = 1000 linear β steps (10⁻⁴ to 0.02): an MLP "
-    "ε-predictor trained with L_simple, sampled ancestrally through all T steps. Its "
-    "likelihood is the variational bound of Ho et al. (eq. 5), evaluated by Monte Carlo: an "
-    "upper bound on the NLL, not the NLL",
-    "dsm": "a single-noise-level denoising score-matching model: an MLP score at one noise "
-    "level σ, sampled with annealed Langevin dynamics; it has no likelihood, so it is judged "
-    "by its samples only",
-    "vae": "a variational autoencoder [@kingma2014] with Gaussian encoder and decoder, trained "
-    "on the negative ELBO; its bound is reported with the importance-weighted bound "
-    "[@burda2016], and for a latent of dimension at most two its exact marginal likelihood is "
-    "computed by quadrature",
-    "ebm": "an energy-based model [@du2019] trained by persistent contrastive divergence with "
-    "Langevin negatives and the stabilisers of Song and Kingma [@song2021ebm]; in two "
-    "dimensions its normalising constant is computed by quadrature, so its likelihood is "
-    "exact",
-    "gan": "a generative adversarial network [@goodfellow2014] with the non-saturating "
-    "generator loss; it has no likelihood, so it is judged by its samples only",
-}
-
-
 CITE_TEXT = {
     "ho2020": "Ho et al. 2020",
     "song2021ddim": "Song et al. 2021a",
@@ -111,21 +79,6 @@ CITE_TEXT = {
     "scott1992": "Scott 1992",
     "silverman1986": "Silverman 1986",
     "szekely2013": "Székely & Rizzo 2013",
-}
-
-
-KNOWN_LABELS = {
-    "cnf_mle": "CNF (max. likelihood)",
-    "cnf_fm": "CNF (flow matching)",
-    "diffusion": "VP diffusion (DSM)",
-    "diffusion_sde": "VP diffusion, reverse SDE",
-    "diffusion_ode": "VP diffusion, PF-ODE",
-    "ddpm": "DDPM (L_simple)",
-    "dsm": "single-noise DSM",
-    "vae": "VAE",
-    "ebm": "EBM",
-    "gan": "GAN",
-    "oracle": "oracle (true samples)",
 }
 
 

@@ -25,6 +25,8 @@ import flowlab
 from flowlab import datasets
 from flowlab.samplers import DDIM
 
+from .. import samplers as vocabulary
+
 # -- the exact noise predictor of the course Gaussian mixture -----------------------------
 
 
@@ -90,13 +92,8 @@ class Mixture:
 # -- closed form: a Gaussian target ----------------------------------------------------------
 
 SAMPLERS = ("ddpm", "ddim", "sde", "ode_euler")
-SAMPLER_LABELS = {
-    "ddpm": "DDPM (ancestral)",
-    "ddim": "DDIM (η = 0)",
-    "sde": "reverse SDE (Euler–Maruyama)",
-    "ode_euler": "PF-ODE (Euler)",
-    "ode_adaptive": "PF-ODE (adaptive Dopri5)",
-}
+"""The study's fixed-step samplers (names of the vocabulary :mod:`lab.samplers`)."""
+SAMPLER_LABELS = {name: vocabulary.label(name) for name in (*SAMPLERS, "ode_adaptive")}
 
 
 def _vp(sde, t):

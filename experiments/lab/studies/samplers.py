@@ -21,16 +21,17 @@ import math
 import time
 from pathlib import Path
 
-import diffrax
 import jax
 import numpy as np
 
 import flowlab
 from flowlab import datasets
+from flowlab.evaluate import noise_floor
 from flowlab.metrics import energy_distance
-from flowlab.samplers import DDIM, ODE, Ancestral, EulerMaruyama
+from flowlab.samplers import ODE
 
 from .. import pipeline
+from .. import samplers as vocabulary
 from .exact import (
     SAMPLERS,
     Mixture,
@@ -42,19 +43,12 @@ from .exact import (
 
 
 def make_sampler(name: str, steps: int, model=None):
-    """The library sampler called ``name`` with ``steps`` steps (``ode_euler``: fixed-step
-    Euler on the probability-flow ODE, ``dt = (1 - eps) / steps``)."""
-    if name == "ddpm":
-        return Ancestral(steps=steps)
-    if name == "ddim":
-        return DDIM(steps=steps, eta=0.0)
-    if name == "sde":
-        return EulerMaruyama(steps=steps)
-    if name == "ode_euler":
-        eps = model.sde.eps if model is not None else 1e-3
-        opts = flowlab.SolverOptions(solver=diffrax.Euler(), dt0=(1.0 - eps) / steps)
-        return ODE(options=opts)
-    raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")
+    """The library sampler called ``name`` (one of :data:`SAMPLERS`) with ``steps`` steps,
+    from the one vocabulary :mod:`lab.samplers` (``ode_euler``: fixed-step Euler on the
+    probability-flow ODE, ``dt = (1 - eps) / steps``)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")
+    return vocabulary.make(name, steps, model)
 
 
 @dataclasses.dataclass
@@ -121,12 +115,11 @@ def _true_samples(key, n):
 
 def energy_noise(key, n: int, repeats: int) -> float:
     """The root mean square of the energy distance between two independent true sample
-    sets of size ``n`` (over ``repeats`` pairs): its noise when the distributions agree."""
-    vals = []
-    for k in jax.random.split(key, repeats):
-        k1, k2 = jax.random.split(k)
-        vals.append(energy_distance(_true_samples(k1, n), _true_samples(k2, n)))
-    return float(np.sqrt(np.mean(np.square(vals))))
+    sets of size ``n`` (over ``repeats`` pairs): its noise when the distributions agree.
+    The study's true samples are the ``gaussian_mixture`` dataset's (:func:`_true_samples`),
+    so this is :func:`flowlab.evaluate.noise_floor` of that dataset."""
+    floor = noise_floor("gaussian_mixture", n, key=key, pairs=repeats)
+    return floor["energy_distance"]["rms"]
 
 
 FLOOR_RMS = 3.0
