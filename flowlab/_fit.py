@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from ._checkpoint import atomic_write_text, load_checkpoint, read_header, save_checkpoint
 from ._checks import check_count, check_points
@@ -251,68 +252,29 @@ def fit(
     steps = check_count(steps, "steps")
     batch_size = check_count(batch_size, "batch_size")
     eval_every = check_count(eval_every, "eval_every")
-    d = model.data_size if isinstance(model, AbstractModel) else None
-    if d is None:
-        d = train_data.shape[-1] if hasattr(train_data, "shape") else None
-    for name, data in (("train_data", train_data), ("holdout_data", holdout_data)):
-        shape = getattr(data, "shape", np.shape(data))
-        if len(shape) == 2 and d is not None and shape[1] != d:
-            raise ValueError(
-                f"the model acts on {d}-dimensional points, but {name} has shape "
-                f"{tuple(shape)} ({shape[1]}-dimensional)"
-            )
-    train_data = check_points(train_data, d, "train_data")
-    holdout_data = check_points(holdout_data, d, "holdout_data")
+    train_data, holdout_data = _check_data(model, train_data, holdout_data)
     if optimizer is None:
         optimizer = default_optimizer(steps)
     if filter_spec is None:
         filter_spec = trainable_filter(model)
     metrics = dict(metrics or {})
     hyperparameters = dict(hyperparameters or {})
-    hyperparameters.setdefault("steps", steps)
-    hyperparameters.setdefault("batch_size", batch_size)
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        hyperparameters.setdefault(name, value)
     hyperparameters.setdefault("eval_every", eval_every)
     hyperparameters.setdefault("ema_decay", ema_decay)
-    config = {
-        "hyperparameters": hyperparameters,
-        "objective": repr(loss_fn) if isinstance(loss_fn, eqx.Module) else type(loss_fn).__name__,
-        "optimizer": _describe_optimizer(optimizer),
-    }
-    config = json.loads(json.dumps(config))
+    config = _run_config(loss_fn, optimizer, hyperparameters)
 
     params, static = eqx.partition(model, filter_spec)
     trainer = Trainer(loss_fn, optimizer, static, batch_size, ema_decay)
     train_key, eval_key, init_key = jax.random.split(key, 3)
     state = trainer.init(params, train_data, init_key)
-    history = History(metrics={name: [] for name in metrics})
-    start_step = 0
-    elapsed = 0.0
-    holdout_rep = jnp.tile(holdout_data, (_holdout_repeats(loss_fn), 1))
-
+    history, start_step = History(metrics={name: [] for name in metrics}), 0
     if checkpoint is not None and Path(checkpoint).exists():
-        header = read_header(checkpoint)  # compare the run first, then load its arrays
-        saved = {k: header.get(k) for k in config}
-        if saved != config:
-            diff = [k for k in config if saved[k] != config[k]]
-            lines = "\n".join(
-                f"  {k}: saved {saved[k]!r}\n  {k}: now   {config[k]!r}" for k in diff
-            )
-            raise ValueError(
-                f"checkpoint {checkpoint} was written by a run with a different "
-                f"{', '.join(diff)}:\n{lines}\nuse another output path or delete the checkpoint"
-            )
-        header, state = load_checkpoint(checkpoint, state)
-        history = History.from_dict(header["history"])
-        start_step = header["step"]
-        elapsed = history.wall_time[-1] if history.wall_time else 0.0
-
-    bar = None
-    if progress and start_step < steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True
-        )
+        state, history, start_step = _resume(checkpoint, config, state)
+    elapsed = history.wall_time[-1] if history.wall_time else 0.0
+    holdout_rep = jnp.tile(holdout_data, (_holdout_repeats(loss_fn), 1))
+    bar = _progress_bar(steps, start_step) if progress and start_step < steps else None
 
     t_start = time.perf_counter() - elapsed
     step = start_step
@@ -322,18 +284,8 @@ def fit(
         state, losses, aux = trainer.run(state, train_data, jax.random.fold_in(train_key, chunk), n)
         step += n
         current = trainer.model(state)
-        holdout, holdout_aux = _holdout_loss(current, loss_fn, holdout_rep, eval_key)
-        losses = np.asarray(losses)
-        history.step.append(step)
-        history.train_loss.append(float(losses.mean()))
-        history.holdout_loss.append(float(holdout))
-        history.step_losses.extend(float(v) for v in losses)
-        for name, values in aux.items():
-            history.step_aux.setdefault(name, []).extend(float(v) for v in np.asarray(values))
-        for name, value in holdout_aux.items():
-            history.metrics.setdefault(f"holdout_{name}", []).append(float(value))
-        for name, fn in metrics.items():
-            history.metrics[name].append(float(fn(current)))
+        holdout = _holdout_loss(current, loss_fn, holdout_rep, eval_key)
+        _record(history, step, np.asarray(losses), aux, holdout, metrics, current)
         history.wall_time.append(time.perf_counter() - t_start)
         if not math.isfinite(history.train_loss[-1]):
             raise FloatingPointError(
@@ -344,12 +296,81 @@ def fit(
             header = {**config, "step": step, "history": history.to_dict()}
             save_checkpoint(checkpoint, state, header)
         if bar is not None:
-            bar.update(n)
-            post = {"train": f"{history.train_loss[-1]:.3f}", "holdout": f"{float(holdout):.3f}"}
-            post.update({k: f"{v[-1]:.3f}" for k, v in history.metrics.items() if v})
-            bar.set_postfix(post)
+            _show(bar, n, history)
         if callback is not None and callback(step, history):
             break
     if bar is not None:
         bar.close()
     return trainer.model(state), history
+
+
+def _check_data(model, train_data, holdout_data) -> tuple[Points, Points]:
+    """Both data sets as ``(n, d)`` float arrays, ``d`` the model's dimension (or the
+    training data's, for a model that does not know it), or a ``ValueError`` naming both."""
+    d = model.data_size if isinstance(model, AbstractModel) else None
+    if d is None:
+        d = train_data.shape[-1] if hasattr(train_data, "shape") else None
+    for name, data in (("train_data", train_data), ("holdout_data", holdout_data)):
+        shape = getattr(data, "shape", np.shape(data))
+        if len(shape) == 2 and d is not None and shape[1] != d:
+            raise ValueError(
+                f"the model acts on {d}-dimensional points, but {name} has shape "
+                f"{tuple(shape)} ({shape[1]}-dimensional)"
+            )
+    return check_points(train_data, d, "train_data"), check_points(holdout_data, d, "holdout_data")
+
+
+def _run_config(loss_fn, optimizer, hyperparameters: dict) -> dict:
+    """What a checkpoint records of the run, as JSON would read it back: a resumed run must
+    match it exactly."""
+    config = {
+        "hyperparameters": hyperparameters,
+        "objective": repr(loss_fn) if isinstance(loss_fn, eqx.Module) else type(loss_fn).__name__,
+        "optimizer": _describe_optimizer(optimizer),
+    }
+    return json.loads(json.dumps(config))
+
+
+def _resume(checkpoint, config: dict, state):
+    """The training state and history saved in ``checkpoint``, after checking that it was
+    written by the same run (hyperparameters, objective, optimiser); a ``ValueError`` that
+    shows the differences otherwise."""
+    header = read_header(checkpoint)  # compare the run first, then load its arrays
+    saved = {k: header.get(k) for k in config}
+    if saved != config:
+        diff = [k for k in config if saved[k] != config[k]]
+        lines = "\n".join(f"  {k}: saved {saved[k]!r}\n  {k}: now   {config[k]!r}" for k in diff)
+        raise ValueError(
+            f"checkpoint {checkpoint} was written by a run with a different "
+            f"{', '.join(diff)}:\n{lines}\nuse another output path or delete the checkpoint"
+        )
+    header, state = load_checkpoint(checkpoint, state)
+    return state, History.from_dict(header["history"]), header["step"]
+
+
+def _record(history: History, step: int, losses, aux, holdout, metrics: dict, current) -> None:
+    """Append one chunk's numbers to ``history``: the step, the mean and per-step training
+    losses with their auxiliary outputs, the hold-out loss with its auxiliary outputs, and
+    every metric of the current model."""
+    holdout_loss, holdout_aux = holdout
+    history.step.append(step)
+    history.train_loss.append(float(losses.mean()))
+    history.holdout_loss.append(float(holdout_loss))
+    history.step_losses.extend(float(v) for v in losses)
+    for name, values in aux.items():
+        history.step_aux.setdefault(name, []).extend(float(v) for v in np.asarray(values))
+    for name, value in holdout_aux.items():
+        history.metrics.setdefault(f"holdout_{name}", []).append(float(value))
+    for name, fn in metrics.items():
+        history.metrics[name].append(float(fn(current)))
+
+
+def _progress_bar(steps: int, start_step: int):
+    return tqdm(total=steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
+
+
+def _show(bar, n: int, history: History) -> None:
+    bar.update(n)
+    post = {"train": f"{history.train_loss[-1]:.3f}", "holdout": f"{history.holdout_loss[-1]:.3f}"}
+    post.update({k: f"{v[-1]:.3f}" for k, v in history.metrics.items() if v})
+    bar.set_postfix(post)
