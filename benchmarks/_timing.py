@@ -1,9 +1,9 @@
 """The benchmarks' one set of measuring helpers: median time after compilation, peak RSS, the
 machine's description, its matmul rate, FLOP floors, and a measurement in a child process.
 
-``experiments/common.py`` has ``timed`` and ``machine`` too; here ``median_time`` also
+``experiments/lab/common.py`` has ``timed`` and ``machine`` too; here ``median_time`` also
 returns the first call's time (the compile time the tables report), and ``machine`` extends
-``common.machine()`` with what ``results.json`` records. ``common`` is imported only inside
+``lab.common.machine()`` with what ``results.json`` records. ``lab.common`` is imported only inside
 ``machine`` (parent process only): it imports matplotlib and seaborn, which would inflate the
 peak RSS measured in each family's own process.
 """
@@ -51,7 +51,7 @@ def peak_rss_mib() -> float:
 def machine() -> dict:
     """``experiments/common.machine()`` plus the processor, the library versions, the date
     and the load average at the start."""
-    from common import machine as base
+    from lab.common import machine as base
 
     return base() | {
         "processor": platform.processor() or platform.machine(),

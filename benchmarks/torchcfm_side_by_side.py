@@ -255,7 +255,7 @@ def ttq_flowlab(dataset, targets, seed=0):
     included) minus the hold-out NLL evaluations."""
     import jax
     from _models import build, fit_checking_nll
-    from factory import family
+    from lab.registry import family
 
     import flowlab
 
