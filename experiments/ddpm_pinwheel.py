@@ -101,8 +101,7 @@ def main(argv=None) -> dict:
             lim=((lo[0], hi[0]), (lo[1], hi[1])),
             ax=ax,
         )
-    fig.suptitle(f"DDPM (T = {T}) on {name}: samplers vs true samples")
-    fig.tight_layout()
+    figures.titled(fig, f"DDPM (T = {T}) on {name}: samplers vs true samples")
     r.figures["samples"] = fig
     written = pipeline.write(r, f"ddpm_{args.dataset}")
     pipeline.report(r, written)

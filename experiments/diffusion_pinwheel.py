@@ -130,8 +130,7 @@ def samples_figure(r: pipeline.Run, runs, samples: dict, table: dict, *, title: 
         )
     for ax in list(axes.flat)[len(runs) :]:
         ax.set_axis_off()
-    fig.suptitle(title)
-    fig.tight_layout()
+    figures.titled(fig, title)
     return fig
 
 

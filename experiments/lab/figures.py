@@ -21,6 +21,14 @@ def limits(train) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def titled(fig, title: str):
+    """``fig`` laid out tightly under the figure title ``title``, with room kept for it (a
+    bare ``tight_layout`` lets the title run into the top row's panel titles)."""
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    return fig
+
+
 def training(history, *, title, loss_label, reference=None, ema_weights=False, metric_label=None):
     """Train and hold-out loss on one axis (EMA of the noisy per-step loss), and the exact
     hold-out NLL when the run recorded one."""
@@ -72,7 +80,7 @@ def density(model, dataset: str, train, *, n_grid: int, title: str, nll=None, en
         plotting.density_heatmap(xs, ys, true_lp, ax=axes[0, 1], title=t, vmax=vmax, log=True)
     name = dataset.replace("_", " ")
     fig.suptitle(f"{name}: log-density on a {n_grid}x{n_grid} grid (8 nats of range)")
-    fig.tight_layout()
+    fig.tight_layout()  # short panel titles: no room needs keeping for the figure title
     return fig
 
 
@@ -122,8 +130,7 @@ def training_grid(names, families, histories, labels):
                     h2, l2 = ax2.get_legend_handles_labels()
             h1, l1 = ax.get_legend_handles_labels()
             ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
-    fig.suptitle("Training curves (seed 0; dotted: true entropy)")
-    fig.tight_layout()
+    titled(fig, "Training curves (seed 0; dotted: true entropy)")
     return fig
 
 
@@ -147,8 +154,7 @@ def samples_grid(names, rows, arrays, labels):
             )
             axes[i, j].title.set_fontsize(8)
             axes[i, j].legend(fontsize=6, markerscale=3, loc="upper right")
-    fig.suptitle("Samples (red) vs fresh true samples (blue), seed 0")
-    fig.tight_layout()
+    titled(fig, "Samples (red) vs fresh true samples (blue), seed 0")
     return fig
 
 
@@ -168,8 +174,7 @@ def density_grid(names, density, labels):
                 xs, ys, grids[c], ax=axes[i, j], log=True, vmax=vmax, title=f"{name}: {title}"
             )
             axes[i, j].title.set_fontsize(8)
-    fig.suptitle("Exact log-densities on a grid (8 nats of range, shared colour scale per row)")
-    fig.tight_layout()
+    titled(fig, "Exact log-densities on a grid (8 nats of range, shared colour scale per row)")
     return fig
 
 
@@ -211,6 +216,5 @@ def nll_scatter(summary, names, order, labels):
         ax.set_ylabel("KDE hold-out NLL of samples (nats)")
         ax.set_title(name)
         ax.legend(fontsize=6.5, loc="lower right")
-    fig.suptitle("Exact (or bound) vs KDE hold-out NLL (mean ± std over seeds)")
-    fig.tight_layout()
+    titled(fig, "Exact (or bound) vs KDE hold-out NLL (mean ± std over seeds)")
     return fig
