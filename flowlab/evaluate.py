@@ -167,19 +167,20 @@ def sample_metrics(samples, holdout, reference, *, full: bool = False) -> dict[s
         out.update(sample_diagnostic=f"degenerate: {err}", kde_loglik=None, bhattacharyya=None)
     out["energy_distance"] = energy_distance(samples, reference)
     if full:
-        m = min(W2_POINTS, len(samples), len(reference))
-        out["w2"] = wasserstein2(samples[:m], reference[:m])
-        out["mmd"] = mmd(samples, reference)
+        out.update(_w2_and_mmd(samples, reference))
     return out
+
+
+def _w2_and_mmd(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """W2 on at most :data:`W2_POINTS` points of each set, and the squared MMD."""
+    m = min(W2_POINTS, len(a), len(b))
+    return {"w2": wasserstein2(a[:m], b[:m]), "mmd": mmd(a, b)}
 
 
 def _distances(a: np.ndarray, b: np.ndarray, full: bool) -> dict[str, float]:
     out = {"energy_distance": energy_distance(a, b)}
     if full:
-        m = min(W2_POINTS, len(a), len(b))
-        out.update(
-            bhattacharyya=bhattacharyya_distance(a, b), w2=wasserstein2(a[:m], b[:m]), mmd=mmd(a, b)
-        )
+        out.update(bhattacharyya=bhattacharyya_distance(a, b), **_w2_and_mmd(a, b))
     return out
 
 
