@@ -1,7 +1,7 @@
 """The benchmarks' one set of measuring helpers: median time after compilation, peak RSS, the
 machine's description, its matmul rate, FLOP floors, and a measurement in a child process.
 
-``experiments/lab/common.py`` has ``timed`` and ``machine`` too; here ``median_time`` also
+``flowlab.evaluate.timed`` and ``lab.common.machine`` exist too; here ``median_time`` also
 returns the first call's time (the compile time the tables report), and ``machine`` extends
 ``lab.common.machine()`` with what ``results.json`` records. ``lab.common`` is imported only inside
 ``machine`` (parent process only): it imports matplotlib and seaborn, which would inflate the

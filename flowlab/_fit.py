@@ -259,8 +259,8 @@ def fit(
         filter_spec = trainable_filter(model)
     metrics = dict(metrics or {})
     hyperparameters = dict(hyperparameters or {})
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        hyperparameters.setdefault(name, value)
+    hyperparameters.setdefault("steps", steps)
+    hyperparameters.setdefault("batch_size", batch_size)
     hyperparameters.setdefault("eval_every", eval_every)
     hyperparameters.setdefault("ema_decay", ema_decay)
     config = _run_config(loss_fn, optimizer, hyperparameters)

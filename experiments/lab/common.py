@@ -1,4 +1,4 @@
-"""Shared plumbing of the experiment scripts: flags, output folders, atomic writes, timing.
+"""Shared plumbing of the experiment scripts: flags, output folders, atomic writes, machine.
 
 Every experiment script takes ``--dataset --steps --seed --out --smoke --fresh`` and writes
 ``metrics.json``, ``samples.npz``, ``history.json``, a model checkpoint and figures to
@@ -23,7 +23,6 @@ import numpy as np
 
 import flowlab
 from flowlab._checkpoint import atomic_write_bytes, atomic_write_text
-from flowlab.evaluate import timed as timed
 from flowlab.plotting import save_figure
 
 ROOT = Path(__file__).resolve().parents[2]
