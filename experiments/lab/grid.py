@@ -26,6 +26,7 @@ import numpy as np
 import flowlab
 from flowlab import datasets, plotting
 from flowlab.evaluate import likelihood, noise_floor, sample_metrics, timed
+from flowlab.metrics import mean_and_se
 
 from . import figures, pipeline, report, results, studies
 from .registry import FAMILIES
@@ -157,11 +158,11 @@ def evaluate_cell(
         )
     fresh = np.asarray(datasets.sample(name, k_fresh, n))
     samples["oracle"] = fresh
-    true_lp = datasets.log_prob(name, holdout_np)
+    oracle_nll, oracle_nll_se = mean_and_se(-datasets.log_prob(name, holdout_np))
     oracle_lik = dict(
         likelihood_kind="exact",
-        holdout_nll=float(-np.mean(true_lp)),
-        holdout_nll_se=float(np.std(true_lp, ddof=1) / np.sqrt(true_lp.size)),
+        holdout_nll=oracle_nll,
+        holdout_nll_se=oracle_nll_se,
         log_prob_nfe=0,
         log_prob_time_s=0.0,
     )
