@@ -358,9 +358,7 @@ def test_no_import_cycles_between_modules(top, folder):
     graph = _import_graph(top, root)
     graph = {k: {d for d in v if d in graph and d != k} for k, v in graph.items()}
     # the package __init__ files re-export their children: edges into a package are fine
-    packages = {
-        k for k in graph if (root / "/".join(k.split(".")[1:]) / "__init__.py").exists()
-    }
+    packages = {k for k in graph if (root / "/".join(k.split(".")[1:]) / "__init__.py").exists()}
     state: dict[str, int] = {}
     cycle: list[str] = []
 
