@@ -554,7 +554,10 @@ def test_report_reads_the_noise_floor_the_grid_saves(tmp_path):
     name, seed, n = "gaussian_mixture", 0, 300
     rows, _, details = grid.evaluate_cell(name, seed, {}, {}, {"n_samples": n}, {})
     floor = evaluate.noise_floor(
-        name, n, key=jax.random.fold_in(jax.random.key(seed), grid.FLOOR_KEY), pairs=4
+        name,
+        n,
+        key=jax.random.fold_in(jax.random.key(seed), grid.FLOOR_KEY),
+        pairs=grid.FLOOR_PAIRS,
     )
     saved = details["oracle"]["energy_noise_floor"]
     assert saved == floor["energy_distance"]["rms"] > 0
