@@ -52,27 +52,14 @@ from flowlab._checkpoint import atomic_write_text
 COURSE_DATASETS = ("spiral", "pinwheel", "checkerboard", "gaussian_mixture")
 MODELS = tuple(ROWS)  # the table's rows: registry.ROWS (a family sampled one way each)
 
-# Training budgets per family, chosen so that the full grid (4 datasets x 8 families x 3
-# seeds, evaluation included) takes at most 45 minutes on two CPU cores. cnf_mle, cnf_fm and
-# diffusion were first tuned on pinwheel (seed 0, exact hold-out NLL; true entropy -0.092):
-# flow matching 8000 steps at lr 5e-3 -> ~0.12, DSM 8000 -> ~0.16 (PF-ODE), maximum
-# likelihood 500 steps at lr 1e-2 -> ~0.14; lower learning rates plateau at the Gaussian fit
-# (~1.0) for these budgets. At those budgets one (dataset, seed) cell took 390 s (78 minutes
-# for the grid), so every family runs here at 40-60% of them (the VAE's time goes mostly to
-# its exact NLL by quadrature at each of the EVALS_PER_RUN hold-out evaluations); the
-# single-family scripts keep their longer defaults. ddpm and dsm share the diffusion network.
-_NET = dict(width=128, depth=4, batch_size=1024, lr=5e-3, ema_decay=0.999)
+# Training budgets per mode. A full run trains every family exactly as its own script does:
+# its tuned defaults (registry.FAMILIES[fam].defaults: steps, network, batch, learning rate,
+# EMA and evaluation interval), so the grid's numbers are the converged ones the scripts
+# report; the report's settings table lists them as run. --quick and --smoke trade that for
+# time (smaller networks and budgets, a fixed number of hold-out evaluations per run) and
+# their reports say so.
 BUDGETS = {
-    "full": {
-        "cnf_mle": dict(steps=300, width=64, depth=3, batch_size=256, lr=1e-2, ema_decay=0.99),
-        "cnf_fm": dict(steps=5000, **_NET),
-        "diffusion": dict(steps=5000, sde="vp", **_NET),
-        "ddpm": dict(steps=5000, num_diffusion_steps=1000, **_NET),
-        "dsm": dict(steps=2000, sigma=0.1, k=2, **_NET),
-        "vae": dict(steps=3000),
-        "ebm": dict(steps=2000),
-        "gan": dict(steps=3000),
-    },
+    "full": {fam: {} for fam in FAMILIES},
     "quick": {
         "cnf_mle": dict(steps=120, width=32, depth=2, batch_size=256, lr=1e-2, ema_decay=0.9),
         "cnf_fm": dict(steps=2000, width=64, depth=3, batch_size=512, lr=5e-3, ema_decay=0.99),
@@ -98,7 +85,7 @@ BUDGETS["smoke"]["gan"].update(batch_size=128)
 BUDGETS["smoke"]["vae"].update(quadrature_size=64)
 BUDGETS["smoke"]["ebm"].update(langevin_steps=5, buffer_size=1000, holdout_steps=20,
                                 quadrature_panels=4)  # fmt: skip
-EVALS_PER_RUN = 5  # hold-out evaluations (loss and likelihood) per training run
+EVALS_PER_RUN = 5  # hold-out evaluations per training run of --quick and --smoke
 SETTINGS = {  # evaluation settings per mode
     "full": dict(n_samples=2000, sde_steps=500, grid=64),
     "quick": dict(n_samples=2000, sde_steps=500, grid=60),
@@ -155,7 +142,8 @@ def family_budgets(args, families) -> dict:
     hps = {}
     for fam in families:
         hp = {**FAMILIES[fam].defaults, **BUDGETS[args.mode][fam]}
-        hp["eval_every"] = max(1, hp["steps"] // EVALS_PER_RUN)
+        if args.mode != "full":  # a full run keeps each family's own evaluation interval
+            hp["eval_every"] = max(1, hp["steps"] // EVALS_PER_RUN)
         hps[fam] = hp
     return hps
 
@@ -172,7 +160,10 @@ def run_config(args, families, hps) -> dict:
         loss_labels={fam: FAMILIES[fam].loss_label for fam in families},
         seeds=list(range(args.seeds)),
         budgets=hps,  # every hyperparameter: the family defaults and this mode's budget
-        budget_source={f: f"compare.py's {args.mode} budget" for f in families},
+        budget_source={
+            f: "the family's default (its script's)" if args.mode == "full"
+            else f"compare.py's {args.mode} budget" for f in families
+        },
         evaluation=dict(SETTINGS[args.mode], evals_per_run=EVALS_PER_RUN, kde_bandwidth="scott",
                         reference="fresh true samples (n_samples)"),
         machine=machine(),

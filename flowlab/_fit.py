@@ -65,6 +65,12 @@ class History:
             (``holdout_<name>``).
         step_losses: the training loss of every step (for curves with an EMA).
         step_aux: an objective's auxiliary outputs, one value per step each.
+        train_eval_loss: one entry per evaluation, the loss on a fixed subset of the
+            training data as large as the hold-out set, computed exactly as
+            ``holdout_loss`` is: with the same weights (the EMA where there is one) and the
+            same key. ``holdout_loss - train_eval_loss`` is the generalisation gap, free of
+            the EMA and of the objective's Monte Carlo noise (empty in histories saved
+            before it was recorded).
     """
 
     step: list[int] = dataclasses.field(default_factory=list)
@@ -74,6 +80,7 @@ class History:
     metrics: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     step_losses: list[float] = dataclasses.field(default_factory=list)
     step_aux: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    train_eval_loss: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,7 +226,8 @@ def fit(
 
     Steps run in chunks of ``eval_every``, each chunk one ``jax.lax.scan`` under
     ``eqx.filter_jit`` (one dispatch per chunk). After each chunk the hold-out loss is
-    computed on all of ``holdout_data`` (tiled ``holdout_repeats`` times) with a fixed key,
+    computed on all of ``holdout_data`` (tiled ``holdout_repeats`` times) with a fixed key
+    (and, with the same weights and key, on as many training points: ``train_eval_loss``),
     ``metrics`` are evaluated on the current model, and — when ``checkpoint`` is a path —
     the run's state and history are saved atomically. Calling ``fit`` again with the same
     arguments and an existing checkpoint resumes from it and finishes with exactly the
@@ -273,7 +281,9 @@ def fit(
     if checkpoint is not None and Path(checkpoint).exists():
         state, history, start_step = _resume(checkpoint, config, state)
     elapsed = history.wall_time[-1] if history.wall_time else 0.0
-    holdout_rep = jnp.tile(holdout_data, (_holdout_repeats(loss_fn), 1))
+    repeats = _holdout_repeats(loss_fn)
+    holdout_rep = jnp.tile(holdout_data, (repeats, 1))
+    train_rep = jnp.tile(train_data[: holdout_data.shape[0]], (repeats, 1))
     bar = _progress_bar(steps, start_step) if progress and start_step < steps else None
 
     t_start = time.perf_counter() - elapsed
@@ -285,6 +295,8 @@ def fit(
         step += n
         current = trainer.model(state)
         holdout = _holdout_loss(current, loss_fn, holdout_rep, eval_key)
+        train_eval = _holdout_loss(current, loss_fn, train_rep, eval_key)[0]
+        history.train_eval_loss.append(float(train_eval))
         _record(history, step, np.asarray(losses), aux, holdout, metrics, current)
         history.wall_time.append(time.perf_counter() - t_start)
         if not math.isfinite(history.train_loss[-1]):

@@ -140,6 +140,28 @@ def test_same_key_same_run_and_resume_continues_exactly(tmp_path):
     assert history.step == full_history.step == [20, 40, 60]
     assert history.holdout_loss == full_history.holdout_loss
     assert history.step_losses == full_history.step_losses
+    assert history.train_eval_loss == full_history.train_eval_loss
+
+
+def test_train_and_holdout_evaluations_use_the_same_weights_and_key(tmp_path):
+    """train_eval_loss is the objective on as many training points as the hold-out has, with
+    the returned (EMA) model and the hold-out's key: recomputed here, it matches; and with
+    the hold-out set passed as training data the two curves coincide."""
+    train, _ = _gaussian_data(jax.random.key(0), 500)
+    holdout, _ = _gaussian_data(jax.random.key(1), 100)
+    model, history = _run(tmp_path, "same.ckpt")
+    eval_key = jax.random.split(jax.random.key(5), 3)[1]
+    reps = flowlab._fit._holdout_repeats(FlowMatching())
+    points = jnp.tile(train[:100], (reps, 1))
+    loss, _ = flowlab._fit._holdout_loss(model, FlowMatching(), points, eval_key)
+    assert history.train_eval_loss[-1] == pytest.approx(float(loss), rel=1e-6)
+    assert history.train_eval_loss[-1] != pytest.approx(history.holdout_loss[-1], rel=1e-3)
+    # the same 100 points in both roles: identical curves (same weights, same key)
+    _, same = fit(
+        _small_cnf(holdout), FlowMatching(), holdout, holdout, key=jax.random.key(5),
+        steps=40, batch_size=64, eval_every=20, ema_decay=0.9, progress=False,
+    )  # fmt: skip
+    assert same.train_eval_loss == same.holdout_loss
 
 
 def test_checkpoint_with_other_hyperparameters_objective_or_optimizer_is_refused(tmp_path):

@@ -25,13 +25,21 @@ import numpy as np
 
 import flowlab
 from flowlab import datasets, plotting
-from flowlab.evaluate import likelihood, noise_floor, sample_metrics, timed
+from flowlab.evaluate import (
+    diagnostics,
+    generalisation_gap,
+    likelihood,
+    noise_floor,
+    sample_metrics,
+    timed,
+)
 from flowlab.metrics import mean_and_se
 
 from . import figures, pipeline, report, results, studies
-from .registry import FAMILIES
+from .registry import FAMILIES, build_objective
 
 FLOOR_KEY = 11  # folded into the cell's key for the noise floor (no other key changes)
+GAP_KEY = 13  # folded into the cell's key for the generalisation-gap test
 # True-true pairs behind the saved energy-distance noise floor. With 4 the RMS is uncertain
 # by about a third (pinwheel, n = 2000: 1.3e-4 from one set of 4 pairs, 3.4e-4 from 32),
 # enough for the report to call a difference resolved that is not; 32 cost 0.8 s a cell.
@@ -153,6 +161,7 @@ def evaluate_cell(
         )
         details[row_name] = dict(
             sample_diagnostic=sm["sample_diagnostic"],
+            diagnostics=diagnostics(x, reference, dataset=name),
             **{k: v for k, v in lik.items() if k.endswith("estimator") or k in DETAIL_KEYS},
             sampler=repr(sampler) if sampler is not None else f"{type(model).__name__} default",
             kde_bandwidth_factor=None
@@ -172,9 +181,26 @@ def evaluate_cell(
     sm = sample_metrics(fresh, holdout_np, reference, full=True)
     records.append(row_record(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
     floor = _energy_floor(name, n, key)
-    details["oracle"] = dict(sample_diagnostic=sm["sample_diagnostic"], **floor)
+    details["oracle"] = dict(
+        sample_diagnostic=sm["sample_diagnostic"],
+        diagnostics=diagnostics(fresh, reference, dataset=name),
+        **floor,
+    )
     arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference, samples=samples)
     return records, arrays, details
+
+
+def generalisation_gaps(models: dict, budgets: Mapping[str, dict], train, holdout, seed: int):
+    """Each family's overfitting test (:func:`flowlab.evaluate.generalisation_gap`: its own
+    training objective on the hold-out set minus on as many training points, same weights
+    and keys, with its standard error)."""
+    key = jax.random.fold_in(jax.random.key(seed), GAP_KEY)
+    return {
+        fam: generalisation_gap(
+            model, build_objective({**budgets[fam], "family": fam}), train, holdout, key=key
+        )
+        for fam, model in models.items()
+    }
 
 
 def _energy_floor(name: str, n: int, key) -> dict:
@@ -209,10 +235,11 @@ def run_grid(
     *, script: str, progress: bool = True, fresh: bool = False,
 ) -> GridRun:  # fmt: skip
     """Train and evaluate every (dataset, seed) cell, saving each cell's arrays (and, for
-    seed 0, its density grids) under ``out`` as it finishes."""
+    seed 0, its density grids) under ``out`` as it finishes. Seed by seed (every dataset of
+    seed 0 first), so that an interrupted grid holds whole seeds."""
     run = GridRun()
-    for name in names:
-        for seed in range(seeds):
+    for seed in range(seeds):
+        for name in names:
             run_cell(run, name, seed, budgets, settings, rows, out,
                      script=script, progress=progress, fresh=fresh)  # fmt: skip
     return run
@@ -224,6 +251,9 @@ def run_cell(run: GridRun, name: str, seed: int, budgets, settings, rows, out: P
     run.timings["train_s"].update({f"{name}/seed{seed}/{f}": s for f, s in call_s.items()})
     t0 = time.perf_counter()
     cell_rows, arrays, details = evaluate_cell(name, seed, models, hists, settings, rows)
+    gaps = generalisation_gaps(models, budgets, arrays["train"], arrays["holdout"], seed)
+    for row, (fam, _) in rows.items():
+        details[row]["generalisation_gap"] = gaps[fam]
     run.rows += cell_rows
     run.details.update({f"{name}/seed{seed}/{m}": d for m, d in details.items()})
     results.write_cell_arrays(out, name, seed, **arrays)
