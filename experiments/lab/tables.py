@@ -130,9 +130,11 @@ def fmt(mean: float, std: float, n: int, column: str) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
 
 
-def summary_markdown(rows: list[dict], order: list[str]) -> str:
-    """One Markdown table per dataset: mean ± std over seeds of each metric, the models in
-    ``order`` (then any others), each with its likelihood kind."""
+def summary_markdown(rows: list[dict], order: list[str], labels: dict | None = None) -> str:
+    """One Markdown table per dataset: the mean over seeds of each metric, with ``± SD`` (the
+    standard deviation over seeds; none with one seed), the models in ``order`` (then any
+    others, named by ``labels`` where given), each with its likelihood kind."""
+    labels = labels or {}
     summ = summarise(rows)
     lines = []
     for name in dict.fromkeys(r["dataset"] for r in rows):
@@ -140,8 +142,10 @@ def summary_markdown(rows: list[dict], order: list[str]) -> str:
         models = [m for m in order if m in present] + [m for m in present if m not in order]
         n_seeds = max(summ[(name, m)]["kde_nll"][2] for m in models)
         h = summ[(name, models[0])]["true_entropy"][0]
+        spread = "mean ± SD over the seeds" if n_seeds > 1 else "one seed, no spread shown"
         lines += [
-            f"### {name} (true entropy {h:.3f} nats; {n_seeds} seed{'s' * (n_seeds > 1)})",
+            f"### {name} (true entropy {h:.3f} nats; {n_seeds} seed{'s' * (n_seeds > 1)}: "
+            f"{spread})",
             "",
             "| model | likelihood | " + " | ".join(lbl for _, lbl in SUMMARY_METRICS) + " |",
             "|---|---|" + "---|" * len(SUMMARY_METRICS),
@@ -149,6 +153,7 @@ def summary_markdown(rows: list[dict], order: list[str]) -> str:
         for m in models:
             s = summ[(name, m)]
             cells = [fmt(*s[c], c) for c, _ in SUMMARY_METRICS]
-            lines.append(f"| {m} | {s['likelihood_kind']} | " + " | ".join(cells) + " |")
+            label = labels.get(m, m)
+            lines.append(f"| {label} | {s['likelihood_kind']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
