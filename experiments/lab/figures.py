@@ -16,6 +16,7 @@ import math
 import re
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 import flowlab
@@ -144,7 +145,12 @@ def draw_curves(ax, history, *, ylabel: str, ms: float = 2.5, lw: float = 1.0) -
     if symlog:
         v = c.evaluation_points()
         late = np.abs(v[len(v) // 2 :]) if v.size else np.ones(1)
-        ax.set_yscale("symlog", linthresh=max(float(np.max(late)) * 1.5, 1e-3))
+        linthresh = max(float(np.max(late)) * 1.5, 1e-3)
+        ax.set_yscale("symlog", linthresh=linthresh)
+        ax.yaxis.set_major_locator(
+            matplotlib.ticker.SymmetricalLogLocator(base=10, linthresh=linthresh, subs=(1, 2, 5))
+        )
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ylabel += " (symlog)"
     ax.set_ylim(lo, hi)
     ax.set_ylabel(ylabel)
