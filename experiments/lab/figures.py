@@ -283,7 +283,7 @@ def training_grid(names, families, histories, labels):
                         h2, l2 = ax2.get_legend_handles_labels()
                         break
             h1, l1 = ax.get_legend_handles_labels()
-            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
+            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="best", framealpha=0.8)
     titled(fig, "Training curves (seed 0): train and hold-out loss on 500 points each, same "
            "weights (the EMA where a run keeps one) and key")  # fmt: skip
     return fig
