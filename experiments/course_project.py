@@ -19,7 +19,8 @@ points with a 500-point hold-out set, then writes to ``--out`` (default
   or reuses them, ``--fresh`` retrains), ``arrays/`` (samples, data and density grids for
   the figures);
 * ``studies/`` (``studies.py``: the KDE bias and bandwidth study, and the DDPM / DDIM / SDE
-  sampler study on the Gaussian mixture with the exact and a trained score);
+  sampler study: the exact score on the Gaussian mixture, where it has a closed form, and
+  a trained score on a dataset of the project, :func:`run_studies`);
 * ``report.pdf`` (``report.py``), copied with its figures to
   ``figures/course_project_*`` for full runs.
 """
@@ -32,7 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from lab import grid, tables
+import jax
+from lab import grid, studies, tables
 from lab.common import ROOT, machine, write_json
 from lab.registry import FAMILIES, SMOKE
 
@@ -149,6 +151,60 @@ def run_config(args, settings: dict, budgets: dict, timings: dict) -> dict:
     )
 
 
+def study_score(run: grid.GridRun, names) -> tuple[object, str, str]:
+    """The trained score of the sampler study, on a dataset of the project: the project's
+    own VP diffusion (or DDPM) on the first of ``names`` that has one, as ``(model, dataset,
+    sentence)``; ``(None, "", "")`` when the project trains neither."""
+    for name in names:
+        for fam in ("diffusion", "ddpm"):
+            model = run.models.get(name, {}).get(fam)
+            if model is not None:
+                label = FAMILIES[fam].label.replace("L_simple", "simple loss")
+                return model, name, f"this project's {label} on {name} (seed 0)"
+    return None, "", ""
+
+
+def run_studies(out: Path, run: grid.GridRun, timings: dict, args) -> None:
+    """The studies of a finished project (unless ``--no-studies``), their time in
+    ``timings["studies_s"]``: the KDE study of every sample set, and the sampler study with
+    the exact score on the Gaussian mixture (the one course dataset whose score has a
+    closed form) and a trained score on a dataset of the project (:func:`study_score`; else,
+    outside smoke runs, a VP diffusion trained for the study on the project's first
+    dataset)."""
+    if args.no_studies:
+        return
+    t0 = time.perf_counter()
+    studies.run_studies(out, only="kde")
+    learned, name, source = study_score(run, args.datasets)
+    settings = studies.SMOKE_SETTINGS if args.smoke else studies.SamplerStudySettings()
+    if learned is None and settings.train_learned:
+        name = args.datasets[0]
+        learned, hp, _ = studies.train_study_model(
+            out / "studies" / "sampler_model",
+            studies.STUDY_MODEL_BUDGET,
+            progress=not args.no_progress,
+            fresh=args.fresh,
+            dataset=name,
+        )
+        source = (
+            f"a VP diffusion trained for this study: {hp['steps']} DSM steps of batch "
+            f"{hp['batch_size']} on {name}'s 2000 training points, MLP width {hp['width']} "
+            f"and depth {hp['depth']}, learning rate {hp['lr']:g}"
+        )
+    t1 = time.perf_counter()
+    study = studies.sampler_study(
+        learned,
+        settings,
+        key=jax.random.key(2024),
+        learned_source=source,
+        learned_dataset=name or studies.samplers.MIXTURE,
+    )
+    study["total_seconds"] = time.perf_counter() - t1
+    write_json(out / "studies" / "samplers.json", study)
+    print(f"[course_project] sampler study in {study['total_seconds']:.1f} s")
+    timings["studies_s"] = time.perf_counter() - t0
+
+
 def copy_report(args, pdf: Path) -> None:
     """A full run's report and its figures, copied to ``--figures-dir``."""
     if args.smoke or args.figures_dir is None:
@@ -188,7 +244,7 @@ def main(argv=None) -> dict:
     timings = run.timings
     config = run_config(args, settings, budgets, timings)
     write_json(out / "config.json", config)
-    grid.run_studies(out, run, timings, args)
+    run_studies(out, run, timings, args)
     timings["total_before_report_s"] = time.perf_counter() - t_start
     write_json(out / "config.json", config)
     result = {"rows": run.rows, "out": out}

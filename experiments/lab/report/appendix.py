@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..figures import display_label
 from ..results import Results
 from .figures import TEXT_WIDTH_IN, figure_width, typst_figure
 from .studies_prose import kde_study_text, sampler_text
-from .tables import full_table, kde_table, sampler_table, typst_table
+from .tables import budget_notes, full_table, kde_table, sampler_table, typst_table
 from .text import Markup, esc, sci
 
 
@@ -45,40 +46,81 @@ def all_results_section(doc: Markup, res: Results) -> None:
     doc.lines.append("]")
 
 
+# Hyperparameter and evaluation-setting names as the appendix prints them (others: the
+# name with spaces for underscores).
+READABLE = {
+    "batch_size": "batch size",
+    "lr": "learning rate",
+    "ema_decay": "EMA decay",
+    "eval_every": "hold-out evaluation every (steps)",
+    "num_diffusion_steps": "diffusion steps T",
+    "generator_lr": "generator learning rate",
+    "discriminator_lr": "discriminator learning rate",
+    "b1": "Adam β₁",
+    "r1": "R1 penalty weight",
+    "k": "noise draws per point",
+    "sigma": "noise σ",
+    "sigma_min": "σ min",
+    "sde": "SDE",
+    "n_samples": "samples per model",
+    "sde_steps": "reverse-SDE steps",
+    "grid": "density grid points per axis",
+    "evals_per_run": "hold-out evaluations per run (quick and smoke budgets)",
+    "kde_bandwidth": "KDE bandwidth",
+    "reference": "reference samples",
+}
+
+
+def readable_settings(settings: dict) -> str:
+    """``key = value`` pairs with readable names and values, no code names."""
+    items = []
+    for k, v in settings.items():
+        if k in ("family", "dataset", "seed"):
+            continue
+        if isinstance(v, float):
+            v = f"{v:g}"
+        elif v is None:
+            v = "none"
+        elif isinstance(v, str):
+            v = display_label(v)
+        items.append(f"{READABLE.get(k, k.replace('_', ' '))} = {v}")
+    return ", ".join(items)
+
+
 def settings_section(doc: Markup, res: Results) -> None:
-    """Every hyperparameter, the evaluation settings, the solvers and estimators, what was
-    tried, and how long the run took."""
+    """Every hyperparameter, the evaluation settings, the solvers and estimators, where the
+    budgets come from, and how long the run took."""
     doc.heading("Hyperparameters, solvers and evaluation", label="sec:settings")
     for fam in res.families:
         hp = res.hp(fam)
         if not hp:
             continue
-        items = ", ".join(f"{k} = {v}" for k, v in hp.items())
-        doc.lines.append(f"- *{esc(res.label(fam))}* ({esc(fam)}): {esc(items)}.")
+        doc.lines.append(f"- *{esc(display_label(res.label(fam)))}*: {esc(readable_settings(hp))}.")
     doc.lines.append("")
     ev = res.config.get("evaluation", {})
     if ev:
-        doc.para("Evaluation settings: " + ", ".join(f"{k} = {v}" for k, v in ev.items()) + ".")
+        doc.para("Evaluation settings: " + readable_settings(ev) + ".")
     est = sorted(
         {
-            f"{k}: {v}"
+            f"{display_label(k)}: {v}"
             for d in res.details.values()
+            if isinstance(d, dict)
             for k, v in d.items()
             if k.endswith("estimator") and v
         }
     )
-    tried = res.config.get("budget_source")
     doc.para(
         "Solvers. Exact likelihoods of ODE models: adaptive Dopri5 with a PID controller, "
         "rtol = atol = 10⁻⁵, the exact Jacobian trace, each example's error controlled "
         "separately; samples of ODE models: the same solver; the NFE columns count network "
         "evaluations (the adaptive solver's, or one per step of a fixed-step sampler). "
         + ("Estimators as recorded: " + "; ".join(est) + ". " if est else "")
-        + "What was tried: "
-        + ("; ".join(f"{res.label(f)}: {src}" for f, src in tried.items()) + ". " if tried else "")
-        + "The budgets tuned on pinwheel compared learning rates and step counts by the exact "
-        "hold-out NLL: lower learning rates plateaued near the Gaussian fit for these step "
-        "counts, so the runs here use the best setting found; no wider sweep was run."
+    )
+    doc.para(
+        "Where the budgets come from. "
+        + " ".join(budget_notes(res))
+        + " No sweep was run for this report: the settings above are each family's default "
+        "as its own script trains it, not the result of a search here."
     )
     timings = res.config.get("timings", {})
     if timings.get("total_before_report_s"):
@@ -102,9 +144,14 @@ def figures_section(doc: Markup, res: Results, figs: dict, build: Path) -> None:
                     build,
                     label=f"fig:training-nll-{name}",
                     width_in=figure_width(path),
-                    caption=f"Training curves on {name} with the hold-out likelihood each model "
-                    "has (exact NLL, or minus the bound; red, right axis) and the true entropy "
-                    "(dotted, right axis).",
+                    caption=f"Training curves on {display_label(name)}: the train and hold-out "
+                    "loss on 500 points each, from the same weights (named above each panel) "
+                    "and key; grey, behind: the minibatch loss of every step (live weights); "
+                    "red, right axis: the hold-out likelihood each model has (exact NLL, or "
+                    "minus the bound) with the true entropy (dotted). A GAN panel shows the "
+                    "value V(D, G) with its equilibrium −2 log 2. A y-axis marked symlog is "
+                    "linear near zero and logarithmic beyond, so that the first evaluations "
+                    "stay in view.",
                 )
             )
         path = figs.get(f"overlays_{name}")
@@ -115,7 +162,8 @@ def figures_section(doc: Markup, res: Results, figs: dict, build: Path) -> None:
                     build,
                     label=f"fig:overlays-{name}",
                     width_in=figure_width(path),
-                    caption=f"Model samples (red) over fresh true samples (blue) on {name}.",
+                    caption="Model samples (red) over fresh true samples (blue) on "
+                    f"{display_label(name)}.",
                 )
             )
     if figs.get("density"):
@@ -161,10 +209,13 @@ def samplers_section(doc: Markup, res: Results, figs: dict, build: Path) -> None
                 caption="DDPM (ancestral), DDIM (η = 0), the reverse SDE (Euler–Maruyama) and "
                 "the probability-flow ODE (fixed-step Euler; adaptive Dopri5 at several "
                 "tolerances) on a VP diffusion. (a) One Gaussian component of the course "
-                "mixture as target, exact score: closed-form KL. (b, c) The mixture: energy "
-                "distance of the samples to fresh true samples with the exact and the trained "
-                "score; grey: noise floor (values below it are drawn inside the band). (d) "
-                "DDIM's KL from its exact output density, with standard errors.",
+                "mixture as target, exact score: closed-form KL. (b) The mixture with its "
+                "exact score and (c) the trained score on "
+                + display_label(res.samplers.get("learned_dataset") or "gaussian_mixture")
+                + ", the dataset it was trained on: energy distance of the samples to fresh "
+                "true samples of that dataset; grey: its noise floor (values below it are "
+                "drawn inside the band). (d) DDIM's KL from its exact output density, with "
+                "standard errors.",
             )
         )
     doc.para(
@@ -181,8 +232,14 @@ def samplers_section(doc: Markup, res: Results, figs: dict, build: Path) -> None
     if st is not None:
         s = res.samplers
         doc.para(
-            f"Every run ([@tab:samplers]): Gaussian mixture, {s['settings']['n']} samples "
-            f"per run; energy noise floor {sci(s['energy_floor'])}; trained score: "
+            f"Every run ([@tab:samplers]): {s['settings']['n']} samples per run; energy "
+            f"noise floor {sci(s['energy_floor'])} on the Gaussian mixture"
+            + (
+                f" and {sci(s['learned_energy_floor'])} on {display_label(s['learned_dataset'])}"
+                if s.get("learned_dataset") and s.get("learned_dataset") != "gaussian_mixture"
+                else ""
+            )
+            + "; trained score: "
             f"{s.get('learned_source') or 'none'}; the study took "
             f"{s.get('total_seconds', s.get('seconds', 0)):.0f} s."
         )

@@ -1,5 +1,8 @@
-"""The report's figures (matplotlib), drawn at the size they are printed: training curves,
-sample overlays, exact log-densities and the sampler study."""
+"""The report's figures (matplotlib), drawn at the size they are printed: every figure is
+the text width (6.5 in) wide and is included at that width, so a font's size in points is
+its printed size (at least :data:`MIN_FONT_PT`). Training curves, sample overlays, exact
+log-densities and the sampler study; each has a builder returning the figure
+(``*_figure``, what the tests inspect) and a ``figure_*`` function saving it."""
 
 from __future__ import annotations
 
@@ -21,24 +24,30 @@ from PIL import Image  # noqa: E402
 from flowlab import datasets, plotting  # noqa: E402
 
 from .. import studies  # noqa: E402
+from ..figures import display_label, draw_curves, weights_text  # noqa: E402
 from ..results import Results  # noqa: E402
 from .text import typst_text  # noqa: E402
 
 TEXT_WIDTH_IN = 6.5  # US Letter minus two 1-inch margins
 FIG_DPI = 220
+MIN_FONT_PT = 8.0
+"""The smallest font of any figure, in points as printed."""
 RC = {
-    "font.size": 7.5,
-    "axes.titlesize": 8,
-    "axes.labelsize": 7.5,
-    "xtick.labelsize": 6.5,
-    "ytick.labelsize": 6.5,
-    "legend.fontsize": 6.5,
+    "font.size": 8.5,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8.5,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "figure.titlesize": 9,
     "axes.linewidth": 0.6,
     "lines.linewidth": 1.0,
     "xtick.major.width": 0.6,
     "ytick.major.width": 0.6,
     "savefig.dpi": FIG_DPI,
 }
+MAIN_DATASET_PREFERENCE = ("pinwheel",)
+"""The dataset the main text shows large, when the results have it (else their first)."""
 
 
 def _box(train):
@@ -55,16 +64,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _wrap(text: str, width_in: float, size_pt: float = 8.5) -> str:
+    """``text`` wrapped to fit ``width_in`` inches at ``size_pt`` (about half an em a
+    character)."""
+    chars = max(10, int(width_in * 72 / (0.5 * size_pt)))
+    return "\n".join(textwrap.wrap(text, chars)) or text
+
+
 def _panels(names, items, *, max_cols: int, panel_w: float, panel_h: float, extra_h: float):
     """One panel per (name, item): each name starts a new row, rows hold at most
-    ``max_cols`` panels. Returns ``(figure, {(name, item): axis}, panels per name-row)``."""
+    ``max_cols`` panels; the figure is the text width wide. Returns ``(figure,
+    {(name, item): axis}, panels per name-row)``."""
     cols = min(len(items), max_cols)
     rows_per = math.ceil(len(items) / cols)
     nrows = rows_per * len(names)
     fig, axes = plt.subplots(
         nrows,
         cols,
-        figsize=(panel_w * cols, panel_h * nrows + extra_h),
+        figsize=(TEXT_WIDTH_IN, panel_h * nrows + extra_h),
         squeeze=False,
         layout="constrained",
     )
@@ -79,52 +96,44 @@ def _panels(names, items, *, max_cols: int, panel_w: float, panel_h: float, extr
     return fig, mapping, rows_per
 
 
+def _columns(n: int) -> int:
+    """Columns of a text-width grid of ``n`` panels: all in a row up to 3, 2 x 2 for 4,
+    else 3."""
+    return n if n <= 3 else 2 if n == 4 else 3
+
+
 def training_layout(res: Results) -> tuple[int, float]:
     """Columns and panel height of the training figure."""
-    cols = min(len(res.families), 3)
-    w = min(3.25, TEXT_WIDTH_IN / max(cols, 1))
-    return cols, 0.5 * w
+    cols = _columns(max(len(res.families), 1))
+    w = TEXT_WIDTH_IN / cols
+    return cols, float(np.clip(0.62 * w, 1.75, 2.3))
 
 
 def overlay_layout(res: Results, oracle: bool = True) -> tuple[int, float]:
-    """Columns and panel size of the overlay figure."""
-    cols = min(len(res.models) + oracle, 4)
-    return cols, min(1.85, TEXT_WIDTH_IN / max(cols, 1))
+    """Columns and panel size of the overlay figure: as few empty slots as possible, panels
+    at least 1.3 in wide."""
+    n = len(res.models) + oracle
+    if n <= 4:
+        cols = max(n, 1)
+    else:
+        cols = min((4, 5), key=lambda c: (-(-n // c) * c - n, -c))
+    return cols, min(2.2, TEXT_WIDTH_IN / cols)
 
 
-def main_datasets(res: Results, rows_per: int, panel_h: float, budget_in: float = 4.8):
-    """The datasets a main-text figure shows: as many as fit in ``budget_in`` inches."""
-    k = max(1, int(budget_in // (rows_per * panel_h + 1e-9)))
-    return res.datasets[:k]
+def main_datasets(res: Results, rows_per: int = 1, panel_h: float = 0.0, budget_in: float = 0.0):
+    """The one dataset the main text's training and overlay figures show large (the others
+    go to the appendix): the first of :data:`MAIN_DATASET_PREFERENCE` the results have,
+    else their first. (``rows_per``, ``panel_h`` and ``budget_in`` are kept for callers.)"""
+    for name in MAIN_DATASET_PREFERENCE:
+        if name in res.datasets:
+            return [name]
+    return res.datasets[:1]
 
 
-def _loss_panel(ax, history, title: str, ylabel: str) -> None:
-    """Per-step training loss (faint), its EMA and the hold-out loss of one run."""
-    raw = np.asarray(history.step_losses)
-    steps = np.arange(1, raw.size + 1)
-    ax.plot(steps, raw, color=plotting.DATA_COLOUR, alpha=0.18, lw=0.4, label="train (per step)")
-    ax.plot(
-        steps,
-        plotting.ema(raw, 0.98),
-        color=plotting.DATA_COLOUR,
-        lw=1.1,
-        label="train (EMA 0.98)",
-    )
-    ax.plot(
-        history.step,
-        history.holdout_loss,
-        "o-",
-        color=plotting.HOLDOUT_COLOUR,
-        ms=2.5,
-        lw=1.0,
-        label="hold-out",
-    )
-    lo, hi = np.percentile(np.r_[raw, history.holdout_loss], [0.5, 98])
-    ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.15 * (hi - lo))
-    ax.set_title(title)
-    ax.set_xlabel("gradient step")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.25, lw=0.4)
+def _ylabel(res: Results, fam: str, history) -> str:
+    if history.metrics.get("holdout_d_loss"):
+        return "V(D, G) = E log D(x)\n+ E log(1 − D(G(z)))"
+    return _short_loss(display_label(res.loss_label(fam)))
 
 
 def _likelihood_axis(ax, history, dataset: str):
@@ -132,108 +141,142 @@ def _likelihood_axis(ax, history, dataset: str):
     with the true entropy; returns its legend ``(handles, labels)`` (empty when the run
     recorded neither)."""
     for metric, label in (
-        ("holdout_nll", "exact hold-out NLL (right)"),
-        ("holdout_neg_bound", "hold-out −bound (right)"),
+        ("holdout_nll", "exact hold-out NLL (right axis)"),
+        ("holdout_neg_bound", "hold-out −bound (right axis)"),
     ):
         vals = history.metrics.get(metric)
         if vals:
             ax2 = ax.twinx()
             ax2.plot(
-                history.step, vals, "s--", ms=2.2, lw=0.9, color=plotting.MODEL_COLOUR, label=label
+                history.step, vals, "^--", ms=2.5, lw=0.9, color=plotting.MODEL_COLOUR, label=label
             )
             ax2.axhline(
-                datasets.entropy(dataset), color="k", lw=0.7, ls=":", label="true entropy (right)"
+                datasets.entropy(dataset),
+                color="k",
+                lw=0.7,
+                ls=":",
+                label="true entropy (right axis)",
             )
             ax2.set_ylabel("nats")
             return ax2.get_legend_handles_labels()
     return [], []
 
 
-def figure_training(res: Results, path: Path, names=None, *, with_metric: bool = False):
-    """One panel per (dataset, trained family): per-step training loss (faint), its EMA and
-    the hold-out loss, on one axis; with ``with_metric``, the exact hold-out NLL (or minus
-    the bound) on a second axis with the true entropy."""
+def training_figure(res: Results, names=None, *, with_metric: bool = False):
+    """One panel per (dataset, trained family): the train and hold-out loss on 500 points
+    each, same weights (named in the panel title) and key, the minibatch loss faint behind
+    (:func:`lab.figures.draw_curves`; a GAN's panel shows the course's V(D, G) with its
+    equilibrium); with ``with_metric``, the exact hold-out NLL (or minus the bound) on a
+    second axis with the true entropy. ``None`` when no run has a history."""
     names = res.datasets if names is None else names
     fams = [f for f in res.families if any((n, f) in res.histories for n in names)]
     if not fams:
         return None
     cols, panel_h = training_layout(res)
+    cols = _columns(len(fams))
+    w = TEXT_WIDTH_IN / cols
+    legend: dict = {}
     with plt.rc_context(RC):
-        fig, axes, _ = _panels(
-            names,
-            fams,
-            max_cols=cols,
-            panel_w=TEXT_WIDTH_IN / cols,
-            panel_h=panel_h,
-            extra_h=0.3,
-        )
-        legend: dict = {}
+        fig, axes, _ = _panels(names, fams, max_cols=cols, panel_w=w, panel_h=panel_h, extra_h=0.55)
         for (name, fam), ax in axes.items():
             h = res.histories.get((name, fam))
             if h is None or not h.step_losses:
                 ax.set_axis_off()
                 continue
-            _loss_panel(ax, h, f"{name}: {res.label(fam)}", _short_loss(res.loss_label(fam)))
+            c = draw_curves(ax, h, ylabel=_ylabel(res, fam, h), ms=2.5, lw=1.0)
+            ema = res.hp(fam).get("ema_decay")
+            title = display_label(res.label(fam))
+            if len(names) > 1:
+                title = f"{display_label(name)}: {title}"
+            ax.set_title(_wrap(title, w) + "\n" + weights_text(None if c.gan else ema))
+            ax.grid(alpha=0.25, lw=0.4)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
             handles, labels = ax.get_legend_handles_labels()
-            if with_metric:
+            if with_metric and not c.gan:
                 h2, l2 = _likelihood_axis(ax, h, name)
                 handles, labels = handles + h2, labels + l2
             legend.update(zip(labels, handles, strict=True))
-        fig.legend(
-            list(legend.values()),
-            list(legend.keys()),
-            loc="outside lower center",
-            ncol=len(legend) if len(legend) <= 4 else 3,
-            frameon=False,
-        )
-        return _save(fig, path)
+        if len(names) == 1:
+            fig.suptitle(f"Training curves on {display_label(names[0])}, seed {res.seeds[0]}")
+        _figure_legend(fig, legend)
+    return fig
+
+
+def _figure_legend(fig, legend: dict) -> None:
+    """One legend under the figure: as many columns as fit the text width at 8 pt, every
+    handle drawn opaque and thick enough to see (the faint per-step line included)."""
+    longest = max(len(k) for k in legend)
+    ncol = max(1, min(len(legend), int(TEXT_WIDTH_IN * 72 / (0.5 * 8 * longest + 30))))
+    leg = fig.legend(
+        list(legend.values()),
+        list(legend.keys()),
+        loc="outside lower center",
+        ncol=ncol,
+        frameon=False,
+    )
+    for handle in leg.legend_handles:
+        handle.set_alpha(1.0)
+        if hasattr(handle, "set_linewidth"):
+            handle.set_linewidth(max(handle.get_linewidth(), 1.0))
+
+
+def figure_training(res: Results, path: Path, names=None, *, with_metric: bool = False):
+    """:func:`training_figure` saved to ``path`` (``None`` when there is nothing to draw)."""
+    fig = training_figure(res, names, with_metric=with_metric)
+    return None if fig is None else _save(fig, path)
 
 
 def _short_loss(label: str) -> str:
     """An axis label from a loss description: the part before any parenthesis."""
     short = label.split(" (")[0]
-    lines = textwrap.wrap(short, 16)  # at most two lines: the panels are small
+    lines = textwrap.wrap(short, 22)  # at most two lines: the panels are small
     return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
 
 
-def _dots(ax, x, colour) -> None:
+def _dots(ax, x, colour, size: float) -> None:
     """A scatter of 2D points ``x`` as small translucent dots (rasterised)."""
-    ax.scatter(x[:, 0], x[:, 1], s=0.6, color=colour, alpha=0.45, lw=0, rasterized=True)
+    ax.scatter(x[:, 0], x[:, 1], s=size, color=colour, alpha=0.45, lw=0, rasterized=True)
 
 
-def figure_overlays(res: Results, path: Path, names=None, *, oracle: bool = True):
+def overlay_figure(res: Results, names=None, *, oracle: bool = True):
     """One panel per (dataset, model), the oracle last: model samples (red) over fresh true
-    samples (blue), equal aspect, one box per dataset."""
+    samples (blue), equal aspect, one box per dataset. ``None`` when no dataset has arrays."""
     names = res.datasets if names is None else names
     cols = [*res.models, *(["oracle"] if oracle else [])]
     names = [n for n in names if (n, res.seeds[0]) in res.cells]
     if not names:
         return None
     ncol, w = overlay_layout(res, oracle)
+    size = float(np.clip(0.7 * (w / 1.3) ** 2, 0.6, 2.0))
     with plt.rc_context(RC):
-        fig, axes, _ = _panels(names, cols, max_cols=ncol, panel_w=w, panel_h=w, extra_h=0.3)
+        fig, axes, _ = _panels(names, cols, max_cols=ncol, panel_w=w, panel_h=w + 0.3, extra_h=0.55)
         n = 0
         for (name, m), ax in axes.items():
             cell = res.cells[(name, res.seeds[0])]
             lo, hi = _box(cell["train"])
             ref = cell["reference"]
             n = len(ref)
-            _dots(ax, ref, plotting.DATA_COLOUR)
+            _dots(ax, ref, plotting.DATA_COLOUR, size)
             x = cell["samples"].get(m)
             if x is not None:
-                _dots(ax, np.where(np.isfinite(x), x, np.nan), plotting.MODEL_COLOUR)
+                _dots(ax, np.where(np.isfinite(x), x, np.nan), plotting.MODEL_COLOUR, size)
             ax.set_xlim(lo[0], hi[0])
             ax.set_ylim(lo[1], hi[1])
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
-            label = res.label(m) if m != "oracle" else "oracle (true vs true)"
-            ax.set_title(f"{name}: {label}" if len(names) > 1 and ncol < len(cols) else label)
-            if cols.index(m) % ncol == 0:
-                ax.set_ylabel(name)
+            label = display_label(res.label(m)) if m != "oracle" else "oracle (true vs true)"
+            ax.set_title(_wrap(label, w))
+            if len(names) > 1 and cols.index(m) % ncol == 0:
+                ax.set_ylabel(display_label(name))
+        if len(names) == 1:
+            fig.suptitle(
+                f"Samples on {display_label(names[0])}, seed {res.seeds[0]}: "
+                "model (red) over fresh true samples (blue)"
+            )
         fig.legend(
             handles=[
-                plt.Line2D([], [], marker="o", ls="", color=colour, ms=3, label=label)
+                plt.Line2D([], [], marker="o", ls="", color=colour, ms=4, label=label)
                 for colour, label in (
                     (plotting.MODEL_COLOUR, f"model samples (N = {n})"),
                     (plotting.DATA_COLOUR, f"fresh true samples (N = {n})"),
@@ -243,12 +286,18 @@ def figure_overlays(res: Results, path: Path, names=None, *, oracle: bool = True
             ncol=2,
             frameon=False,
         )
-        return _save(fig, path)
+    return fig
 
 
-def figure_density(res: Results, path: Path):
+def figure_overlays(res: Results, path: Path, names=None, *, oracle: bool = True):
+    """:func:`overlay_figure` saved to ``path`` (``None`` when there is nothing to draw)."""
+    fig = overlay_figure(res, names, oracle=oracle)
+    return None if fig is None else _save(fig, path)
+
+
+def density_figure(res: Results):
     """Rows: datasets; columns: exact-likelihood models and the truth; one colour scale per
-    row (log-density over 8 nats below the true maximum)."""
+    row (log-density over 8 nats below the true maximum). ``None`` without two columns."""
     names = [n for n in res.datasets if n in res.density]
     if not names:
         return None
@@ -260,12 +309,12 @@ def figure_density(res: Results, path: Path):
     cols.append("true")
     if len(cols) < 2:
         return None
-    w = min(2.0, (TEXT_WIDTH_IN - 0.5) / len(cols))
+    w = min(2.2, (TEXT_WIDTH_IN - 0.7) / len(cols))
     with plt.rc_context(RC):
         fig, axes = plt.subplots(
             len(names),
             len(cols),
-            figsize=(w * len(cols) + 0.5, w * len(names) + 0.2),
+            figsize=(TEXT_WIDTH_IN, (w + 0.25) * len(names) + 0.3),
             squeeze=False,
             layout="constrained",
         )
@@ -291,12 +340,20 @@ def figure_density(res: Results, path: Path):
                     interpolation="nearest",
                 )
                 if i == 0:
-                    ax.set_title("true density" if c == "true" else res.label(c))
+                    ax.set_title(
+                        _wrap("true density" if c == "true" else display_label(res.label(c)), w)
+                    )
                 if j == 0:
-                    ax.set_ylabel(name)
+                    ax.set_ylabel(display_label(name))
             if im is not None:
                 fig.colorbar(im, ax=list(axes[i]), shrink=0.9, label="log p(x)", pad=0.01)
-        return _save(fig, path)
+    return fig
+
+
+def figure_density(res: Results, path: Path):
+    """:func:`density_figure` saved to ``path`` (``None`` when there is nothing to draw)."""
+    fig = density_figure(res)
+    return None if fig is None else _save(fig, path)
 
 
 def _gaussian_panel(ax, st: dict, colours: dict) -> None:
@@ -309,13 +366,16 @@ def _gaussian_panel(ax, st: dict, colours: dict) -> None:
             ls = ":" if r["sampler"] == "limit_sde" else "--"
             ax.axhline(r["kl"], color="0.35", lw=0.8, ls=ls)
     ax.set_ylabel("KL(q ‖ p) (nats)")
-    ax.set_title("(a) one Gaussian, exact score: closed form")
+    ax.set_title("(a) one Gaussian, exact score (closed form)")
 
 
 def _energy_panel(ax, st: dict, score: str, letter: str, colours: dict) -> None:
-    """(b, c) Energy distance against NFE on the mixture with one ``score``, and the noise
-    floor (values below it drawn inside the band)."""
-    floor = st["energy_floor"]
+    """(b, c) Energy distance against NFE with one ``score`` (exact: the mixture; learned:
+    the dataset the score was trained on), and that dataset's noise floor (values below it
+    drawn inside the band)."""
+    learned = score == "learned"
+    floor = st.get("learned_energy_floor", st["energy_floor"]) if learned else st["energy_floor"]
+    dataset = (st.get("learned_dataset") or "gaussian_mixture") if learned else "gaussian_mixture"
     shown = False
     for name in [*studies.SAMPLERS, "ode_adaptive"]:
         rs = sorted(
@@ -331,11 +391,14 @@ def _energy_panel(ax, st: dict, score: str, letter: str, colours: dict) -> None:
     ax.axhspan(floor / 10, floor, color="0.88", lw=0)
     ax.set_ylabel("energy distance")
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_title(f"({letter}) mixture, {score} score" + ("" if shown else ": none"))
+    what = "trained score" if learned else "exact score"
+    ax.set_title(f"({letter}) {display_label(dataset)}, {what}" + ("" if shown else ": none"))
 
 
 def _ddim_kl_panel(ax, st: dict, colour) -> None:
-    """(d) DDIM's exact KL against NFE on the mixture, exact and trained score."""
+    """(d) DDIM's exact KL against NFE: exact score (mixture) and trained score (on its
+    dataset)."""
+    learned_on = display_label(st.get("learned_dataset") or "gaussian_mixture")
     for score, marker in (("exact", "o"), ("learned", "s")):
         rs = sorted(
             (
@@ -358,19 +421,22 @@ def _ddim_kl_panel(ax, st: dict, colour) -> None:
             mfc="white" if score == "learned" else None,
             capsize=1.5,
             lw=0.9,
-            label=f"{score} score",
+            label="exact score, Gaussian mixture"
+            if score == "exact"
+            else f"trained score, {learned_on}",
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylabel("KL(q ‖ p) (nats)")
-    ax.set_title("(d) mixture, DDIM: exact KL of its samples")
+    ax.set_title("(d) DDIM: exact KL of its samples")
     ax.legend(loc="upper right")
 
 
-def figure_samplers(res: Results, path: Path):
+def samplers_figure(res: Results):
     """The sampler study, 2 × 2: (a) closed-form KL against NFE for a Gaussian target;
-    energy distance against NFE on the mixture with (b) the exact and (c) the trained score,
-    with the noise floor; (d) DDIM's exact KL against NFE, exact and trained score."""
+    energy distance against NFE (b) on the mixture with the exact score and (c) with the
+    trained score on its dataset, each with its noise floor; (d) DDIM's exact KL against
+    NFE, exact and trained score. ``None`` without a sampler study."""
     st = res.samplers
     if not st:
         return None
@@ -378,7 +444,7 @@ def figure_samplers(res: Results, path: Path):
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colours = dict(zip(names, palette, strict=False))
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(2, 2, figsize=(TEXT_WIDTH_IN, 4.0), layout="constrained")
+        fig, axes = plt.subplots(2, 2, figsize=(TEXT_WIDTH_IN, 4.8), layout="constrained")
         _gaussian_panel(axes[0, 0], st, colours)
         _energy_panel(axes[0, 1], st, "exact", "b", colours)
         _energy_panel(axes[1, 0], st, "learned", "c", colours)
@@ -396,8 +462,14 @@ def figure_samplers(res: Results, path: Path):
             plt.Line2D([], [], color="0.35", ls="--", label="deterministic limit (a)"),
             matplotlib.patches.Patch(color="0.88", label="energy noise floor (b, c)"),
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
-        return _save(fig, path)
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+    return fig
+
+
+def figure_samplers(res: Results, path: Path):
+    """:func:`samplers_figure` saved to ``path`` (``None`` without a sampler study)."""
+    fig = samplers_figure(res)
+    return None if fig is None else _save(fig, path)
 
 
 def figure_width(path: Path) -> float:

@@ -9,8 +9,10 @@ import math
 import numpy as np
 
 from .. import studies
+from ..figures import display_label
+from ..registry import FAMILIES
 from ..results import Results
-from .text import esc, num, pm, typst_text
+from .text import esc, join, num, pm, typst_text
 
 
 @dataclasses.dataclass
@@ -26,6 +28,8 @@ class Table:
     align: list[str]
     widths: list[str] | None = None
     cell_columns: list[list[str]] | None = None
+    notes: list[str] | None = None  # printed under the table, inside its figure
+    size: str | None = None  # the table's font size, unless the caller sets one
 
 
 QUANT_COLUMNS = (
@@ -102,64 +106,201 @@ def quantitative_table(res: Results, seed=None) -> Table:
     )
 
 
+# What the settings table's "other" column calls a family's own hyperparameters.
+_HP_NAMES = {
+    "sde": "SDE",
+    "num_diffusion_steps": "T =",
+    "sigma": "σ",
+    "k": "noise draws",
+    "latent_size": "latent size",
+    "r1": "R1 weight",
+    "b1": "Adam β₁",
+    "variance": "decoder variance",
+    "decoder_std": "decoder std",
+    "langevin_steps": "Langevin steps",
+    "step_size": "Langevin step",
+    "buffer_size": "buffer",
+    "alpha": "energy penalty",
+    "dsm_alpha": "energy penalty",
+    "sigma_min": "σ min",
+    "num_samples": "ELBO samples",
+}
+_HP_SHOWN = {
+    "cnf_fm": (),
+    "cnf_mle": (),
+    "diffusion": ("sde",),
+    "ddpm": ("num_diffusion_steps",),
+    "dsm": ("sigma", "k"),
+    "gan": ("latent_size", "r1", "b1"),
+    "vae": ("latent_size", "variance"),
+    "ebm": ("langevin_steps", "step_size", "buffer_size"),
+    "ebm_dsm": ("sigma", "k"),
+}
+_ACTIVATIONS = {"silu": "SiLU", "leaky_relu": "leaky ReLU", "relu": "ReLU", "tanh": "tanh"}
+# How a family's default was chosen, where its registry entry documents it (cited only
+# beside a run at that default).
+DEFAULT_PROVENANCE = {
+    "cnf_fm": "chosen for time to quality on the four course datasets (benchmarks/defaults.py)",
+    "diffusion": "chosen for time to quality and likelihood cost on pinwheel "
+    "(benchmarks/defaults.py)",
+}
+_DEFAULT_SOURCE = "the family's default (its script's)"
+_BUDGET_KEYS = ("steps", "width", "depth", "activation", "batch_size", "lr", "ema_decay")
+
+
+def _network(fam: str, hp: dict) -> str:
+    act = hp.get("activation", "silu")
+    net = f"{hp.get('width', '?')}×{hp.get('depth', '?')} {_ACTIVATIONS.get(act, act)}"
+    if fam == "gan":
+        return net + " (G, D)"
+    if fam == "vae":
+        return net + " (enc., dec.)"
+    return net
+
+
+def _lr(hp: dict) -> str:
+    if "generator_lr" in hp and "discriminator_lr" in hp:
+        g, d = hp["generator_lr"], hp["discriminator_lr"]
+        return f"{g:g} (G, D)" if g == d else f"G {g:g}, D {d:g}"
+    return f"{hp.get('lr', float('nan')):g}"
+
+
+def _evaluations(res: Results, fam: str, hp: dict) -> str:
+    """Hold-out evaluations per run, as run (from a history) or from the budget."""
+    h = next((res.histories[(n, fam)] for n in res.datasets if (n, fam) in res.histories), None)
+    if h is not None:
+        return str(len(h.step))
+    if "steps" in hp and hp.get("eval_every"):
+        return str(math.ceil(hp["steps"] / hp["eval_every"]))
+    return "n/a"
+
+
+def train_times(res: Results, fam: str) -> dict:
+    """Mean training seconds of ``fam`` over seeds, per dataset (one row per trained model:
+    the rows that share it share its time)."""
+    per: dict = {}
+    for r in res.rows:
+        if res.family(r["model"]) != fam or not math.isfinite(r.get("train_time_s", math.nan)):
+            continue
+        per.setdefault(r["dataset"], {}).setdefault(r["seed"], r["train_time_s"])
+    return {n: float(np.mean(list(v.values()))) for n, v in per.items()}
+
+
+def _train_time(res: Results, fam: str) -> str:
+    times = train_times(res, fam)
+    if not times:
+        return "n/a"
+    vals = list(times.values())
+    if len(vals) == 1:
+        return f"{vals[0]:.0f}"
+    return f"{np.mean(vals):.0f} ({min(vals):.0f}–{max(vals):.0f})"
+
+
+def _other(fam: str, hp: dict) -> str:
+    keys = _HP_SHOWN.get(fam)
+    if keys is None:  # a family the table does not know: its non-standard settings
+        keys = [k for k in hp if k in _HP_NAMES][:3]
+    items = []
+    for k in keys:
+        if k in hp:
+            v = hp[k]
+            v = v.upper() if k == "sde" else v
+            items.append(f"{_HP_NAMES.get(k, k.replace('_', ' '))} {v}")
+    return ", ".join(items) or "–"
+
+
 def hyperparameter_table(res: Results) -> Table:
-    header = ["model", "network", "steps", "batch", "peak lr", "EMA", "other", "train time (s)"]
+    """The settings table, one row per trained family as run (``config.json``'s
+    ``budgets``): network, steps, batch, learning rate(s), EMA decay, hold-out evaluations
+    per run, mean train time, and a few of the family's own settings (every setting is in
+    the appendix). Its ``notes`` say where the budgets come from (``budget_source``), which
+    table rows share one trained network, and which families share a network shape."""
+    header = ["model", "MLP", "steps", "batch", "learning rate", "EMA", "evals", "train (s)",
+              "other"]  # fmt: skip
     rows = []
-    std_keys = {
-        "steps",
-        "width",
-        "depth",
-        "batch_size",
-        "lr",
-        "ema_decay",
-        "eval_every",
-        "activation",
-        "family",
-        "dataset",
-        "seed",
-        "n_train",
-        "n_holdout",
-        "standardize_loc",
-        "standardize_scale",
-    }
+    shapes: dict = {}
     for fam in res.families:
         hp = res.hp(fam)
         if not hp:
             continue
-        extra = [f"{k} = {v}" for k, v in hp.items() if k not in std_keys]
-        other = ", ".join(extra[:3]) + (
-            f", … (+{len(extra) - 3}, appendix)" if len(extra) > 3 else ""
-        )
-        times = [
-            r["train_time_s"]
-            for r in res.rows
-            if res.family(r["model"]) == fam and math.isfinite(r["train_time_s"])
-        ]
-        t = f"{np.mean(times):.0f}" if times else "n/a"
+        net = _network(fam, hp)
+        shapes.setdefault(net.split(" (")[0], []).append(fam)
         rows.append(
             (
                 "",
                 (None, fam, None),
                 [
-                    res.label(fam),
-                    f"MLP {hp.get('width', '?')}×{hp.get('depth', '?')}, "
-                    f"{hp.get('activation', 'silu')}",
-                    f"{hp.get('steps', '?')}",
+                    display_label(res.label(fam)),
+                    net,
+                    f"{hp.get('steps', '?'):,}".replace(",", " "),
                     f"{hp.get('batch_size', '?')}",
-                    f"{hp.get('lr', float('nan')):g}",
-                    "none" if hp.get("ema_decay") is None else f"{hp['ema_decay']:g}",
-                    other or "–",
-                    t,
+                    _lr(hp),
+                    "none" if not hp.get("ema_decay") else f"{hp['ema_decay']:g}",
+                    _evaluations(res, fam, hp),
+                    _train_time(res, fam),
+                    _other(fam, hp),
                 ],
             )
         )
+    notes = budget_notes(res)
+    shared = [
+        f"{join([display_label(res.label(f)) for f in fams])} share the network shape (MLP "
+        f"{net}), each trained separately"
+        for net, fams in shapes.items()
+        if len(fams) > 1
+    ]
+    for fam in res.families:
+        rows_of = [m for m in res.models if res.family(m) == fam]
+        if len(rows_of) > 1:
+            shared.append(
+                f"the rows {join([display_label(res.label(m)) for m in rows_of])} sample one "
+                f"trained {display_label(res.label(fam))} network"
+            )
+    if shared:
+        notes.append("Shared networks: " + "; ".join(shared) + ".")
+    times = "mean over seeds" + (
+        " and datasets (range of the per-dataset means)" if len(res.datasets) > 1 else ""
+    )
+    notes.append(
+        "MLP: width × depth and activation (G, D: generator and discriminator; enc., dec.: "
+        "encoder and decoder). Evals: hold-out evaluations per run. Train (s): wall-clock "
+        f"training seconds, {times}."
+    )
     return Table(
         header,
         [None] * len(header),
         rows,
-        ["left", "left", "right", "right", "right", "right", "left", "right"],
-        ["auto", "auto", "auto", "auto", "auto", "auto", "1fr", "auto"],
+        ["left", "left", "right", "right", "right", "right", "right", "right", "left"],
+        ["auto", "1fr", "auto", "auto", "auto", "auto", "auto", "auto", "1.6fr"],
+        notes=[" ".join(notes)],
+        size="8.5pt",
     )
+
+
+def budget_notes(res: Results) -> list[str]:
+    """Where each family's budget comes from (``config.json``'s ``budget_source``), with the
+    registry's account of how a default was chosen where it documents one and the run used
+    that default unchanged."""
+    src = res.config.get("budget_source", {})
+    by: dict = {}
+    for fam in res.families:
+        if res.hp(fam):
+            by.setdefault(src.get(fam, "not recorded"), []).append(fam)
+    notes = []
+    for source, fams in by.items():
+        who = (
+            "every family"
+            if len(fams) == len(res.families)
+            else join([display_label(res.label(f)) for f in fams])
+        )
+        notes.append(f"Budgets of {who}: {source}.")
+    for fam, why in DEFAULT_PROVENANCE.items():
+        hp = res.hp(fam)
+        if not hp or src.get(fam) != _DEFAULT_SOURCE or fam not in FAMILIES:
+            continue
+        if all(hp.get(k) == FAMILIES[fam].defaults.get(k) for k in _BUDGET_KEYS):
+            notes.append(f"The default of {display_label(res.label(fam))} was {why}.")
+    return notes
 
 
 def kde_table(res: Results) -> Table | None:
@@ -243,7 +384,7 @@ def sampler_table(res: Results) -> Table | None:
     st = res.samplers
     if not st:
         return None
-    header = ["sampler", "score", "steps", "NFE", "energy ×10³", "KL (nats)"]
+    header = ["sampler", "score", "dataset", "steps", "NFE", "energy ×10³", "KL (nats)"]
     rows = []
     for r in st["mixture"]:
         kl = pm(r["kl"], r["kl_se"], 4) if math.isfinite(r.get("kl", math.nan)) else "–"
@@ -254,7 +395,8 @@ def sampler_table(res: Results) -> Table | None:
                 (None, r["sampler"], None),
                 [
                     studies.SAMPLER_LABELS.get(r["sampler"], r["sampler"]),
-                    r["score"],
+                    r["score"] if r["score"] != "learned" else "trained",
+                    display_label(r.get("dataset", "gaussian_mixture")),
                     steps,
                     str(r["nfe"]),
                     num(1e3 * r["energy"], 3),
@@ -262,7 +404,9 @@ def sampler_table(res: Results) -> Table | None:
                 ],
             )
         )
-    return Table(header, [None] * 6, rows, ["left", "left", "right", "right", "right", "right"])
+    return Table(
+        header, [None] * 7, rows, ["left", "left", "left", "right", "right", "right", "right"]
+    )
 
 
 def typst_table(
@@ -270,6 +414,7 @@ def typst_table(
 ) -> str:
     """A booktabs table in a numbered figure with its caption above."""
     ncol = len(tab.header)
+    size = size or tab.size
     cols = "(" + ", ".join(tab.widths or ["auto"] * ncol) + ",)"
     align = "(" + ", ".join(tab.align) + ",)"
     lines = ["#figure(", f"  {'text(size: ' + size + ')[' if size else '['}"]
@@ -285,6 +430,9 @@ def typst_table(
         first, rest = cells[0], cells[1:]
         lines.append("  " + ", ".join([f"box[{esc(first)}]", *(f"[{esc(c)}]" for c in rest)]) + ",")
     lines.append(")")
+    for note in tab.notes or []:
+        body = f"text(size: 8.5pt)[{typst_text(note)}]"
+        lines.append(f"  #block(above: 0.45em, width: 100%, align(left, {body}))")
     lines.append("  ],")
     lines.append(f"  caption: [{typst_text(caption)}],")
     if float_:

@@ -6,10 +6,11 @@ discretisation error, and running it with a *trained* score adds the learning er
 
 * a single Gaussian component as target: the closed-form $\mathrm{KL}(q\,\|\,p)$ of every
   sampler at every number of steps (:func:`gaussian_rows`);
-* the mixture, exact and trained score: the energy distance of $N$ samples to $N$ fresh
-  true samples (its noise floor: two independent true sample sets), and for the
-  deterministic DDIM ($\eta = 0$) the exact $\mathrm{KL}(q\,\|\,p)$
-  (:func:`mixture_rows`);
+* the mixture with the exact score, and a trained score on the dataset it was trained on
+  (the course mixture by default; a course project passes one of its own datasets): the
+  energy distance of $N$ samples to $N$ fresh true samples of that dataset (its noise
+  floor: two independent true sample sets), and for the deterministic DDIM ($\eta = 0$)
+  the exact $\mathrm{KL}(q\,\|\,p)$ (:func:`mixture_rows`);
 * what the report quotes of it (:func:`summarise_sampler_study`).
 """
 
@@ -109,16 +110,19 @@ def _gaussian_row(sampler: str, steps: int, mu, var: float, m, v: float) -> dict
     )
 
 
-def _true_samples(key, n):
-    return np.asarray(datasets.sample("gaussian_mixture", key, n), np.float64)
+MIXTURE = "gaussian_mixture"
+"""The dataset with a closed-form score at every noise level (the exact-score rows)."""
 
 
-def energy_noise(key, n: int, repeats: int) -> float:
+def _true_samples(key, n, dataset: str = MIXTURE):
+    return np.asarray(datasets.sample(dataset, key, n), np.float64)
+
+
+def energy_noise(key, n: int, repeats: int, dataset: str = MIXTURE) -> float:
     """The root mean square of the energy distance between two independent true sample
-    sets of size ``n`` (over ``repeats`` pairs): its noise when the distributions agree.
-    The study's true samples are the ``gaussian_mixture`` dataset's (:func:`_true_samples`),
-    so this is :func:`flowlab.evaluate.noise_floor` of that dataset."""
-    floor = noise_floor("gaussian_mixture", n, key=key, pairs=repeats)
+    sets of ``dataset`` of size ``n`` (over ``repeats`` pairs): its noise when the
+    distributions agree (:func:`flowlab.evaluate.noise_floor` of that dataset)."""
+    floor = noise_floor(dataset, n, key=key, pairs=repeats)
     return floor["energy_distance"]["rms"]
 
 
@@ -134,22 +138,29 @@ def _finite_energy(x, ref) -> float:
     return energy_distance(x, ref)
 
 
-def mixture_rows(model, score: str, settings: SamplerStudySettings, *, key) -> list[dict]:
+def mixture_rows(
+    model, score: str, settings: SamplerStudySettings, *, key, dataset: str = MIXTURE
+) -> list[dict]:
     """Every sampler with every number of steps on ``model`` (the exact-score mixture model
-    or a trained one): energy distance to fresh true samples, the NFE, and for DDIM the
-    exact KL(q || p) with its standard error. Samplers the model cannot run are skipped."""
+    or one trained on ``dataset``): energy distance to fresh true samples of ``dataset``, the
+    NFE, and for DDIM the exact KL(q || p) with its standard error. Samplers the model
+    cannot run are skipped. Every row records its ``dataset``."""
     k_ref, k_run = jax.random.split(key)
-    ref = _true_samples(k_ref, settings.n)
+    ref = _true_samples(k_ref, settings.n, dataset)
     rows = []
     for name in settings.samplers:
-        rows += _fixed_step_rows(model, name, score, settings, ref, key=k_run)
+        rows += _fixed_step_rows(model, name, score, settings, ref, key=k_run, dataset=dataset)
     if isinstance(model, flowlab.AbstractFlow):
         for tol in settings.tolerances:
             rows.append(_adaptive_row(model, tol, score, settings.n, ref, key=k_run))
+    for r in rows:
+        r["dataset"] = dataset
     return rows
 
 
-def _fixed_step_rows(model, name: str, score: str, settings, ref, *, key) -> list[dict]:
+def _fixed_step_rows(
+    model, name: str, score: str, settings, ref, *, key, dataset: str = MIXTURE
+) -> list[dict]:
     """The rows of :func:`mixture_rows` of the sampler ``name`` at every number of steps,
     up to the first the model cannot run."""
     rows = []
@@ -174,17 +185,18 @@ def _fixed_step_rows(model, name: str, score: str, settings, ref, *, key) -> lis
             kl_se=math.nan,
         )
         if name == "ddim":
-            row.update(_ddim_kl(model, steps, key=k, n=settings.n))
+            row.update(_ddim_kl(model, steps, key=k, n=settings.n, dataset=dataset))
         rows.append(row)
     return rows
 
 
-def _ddim_kl(model, steps: int, *, key, n: int) -> dict:
+def _ddim_kl(model, steps: int, *, key, n: int, dataset: str = MIXTURE) -> dict:
     """``kl`` and ``kl_se``: the Monte Carlo KL(q || p) of deterministic DDIM with
-    ``steps`` steps from its exact log-density (nothing if that is not finite)."""
+    ``steps`` steps from its exact log-density against ``dataset``'s true density (nothing
+    if that is not finite)."""
     x, logq = ddim_log_density(model, steps, key=key, n=n)
     x, logq = np.asarray(x, np.float64), np.asarray(logq, np.float64)
-    diff = logq - datasets.log_prob("gaussian_mixture", x)
+    diff = logq - datasets.log_prob(dataset, x)
     if not np.isfinite(diff).all():
         return {}
     return dict(kl=float(diff.mean()), kl_se=float(diff.std(ddof=1) / math.sqrt(diff.size)))
@@ -222,11 +234,18 @@ STUDY_MODEL_BUDGET = dict(
 
 
 def train_study_model(
-    folder: Path, budget: dict, *, seed: int = 0, progress: bool = False, fresh: bool = False
+    folder: Path,
+    budget: dict,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+    fresh: bool = False,
+    dataset: str = MIXTURE,
 ):
-    """A VP diffusion trained by DSM on the course Gaussian mixture (the experiments'
-    pipeline: 2000 training points; resumable in ``folder``); returns ``(model, hp)``."""
-    run_args = argparse.Namespace(dataset="gaussian_mixture", seed=seed)
+    """A VP diffusion trained by DSM on ``dataset`` (the course Gaussian mixture by default;
+    the experiments' pipeline: 2000 training points; resumable in ``folder``); returns
+    ``(model, hp, history)``."""
+    run_args = argparse.Namespace(dataset=dataset, seed=seed)
     train, holdout, keys, hp = pipeline.prepare("diffusion", run_args, budget)
     model, history, _ = pipeline.fit_or_load(
         hp, train, holdout, keys, folder, progress=progress, fresh=fresh, metrics={}
@@ -235,26 +254,43 @@ def train_study_model(
 
 
 def sampler_study(
-    learned=None, settings: SamplerStudySettings | None = None, *, key, learned_source: str = ""
+    learned=None,
+    settings: SamplerStudySettings | None = None,
+    *,
+    key,
+    learned_source: str = "",
+    learned_dataset: str = MIXTURE,
 ) -> dict:
-    """The whole sampler study: closed-form Gaussian rows, and mixture rows for the exact
-    score and (when ``learned`` is given) a trained model. Returns a JSON-able dict."""
+    """The whole sampler study: closed-form Gaussian rows, mixture rows for the exact
+    score, and (when ``learned`` is given) rows for that trained model against fresh true
+    samples of ``learned_dataset``, the dataset it was trained on. Returns a JSON-able dict
+    (``energy_rms``/``energy_floor``: the mixture's noise; ``learned_energy_rms``/
+    ``learned_energy_floor``: ``learned_dataset``'s)."""
     settings = SamplerStudySettings() if settings is None else settings
     k_floor, k_exact, k_learned = jax.random.split(key, 3)
     t0 = time.perf_counter()
     rows = mixture_rows(Mixture.course().model(), "exact", settings, key=k_exact)
     if learned is not None:
-        rows += mixture_rows(learned, "learned", settings, key=k_learned)
+        rows += mixture_rows(learned, "learned", settings, key=k_learned, dataset=learned_dataset)
+    rms = energy_noise(k_floor, settings.n, settings.floor_repeats)
+    learned_rms = (
+        rms
+        if learned_dataset == MIXTURE
+        else energy_noise(k_floor, settings.n, settings.floor_repeats, learned_dataset)
+    )
     out = dict(
         settings=dataclasses.asdict(settings),
         gaussian=gaussian_rows(settings),
         mixture=rows,
-        energy_rms=energy_noise(k_floor, settings.n, settings.floor_repeats),
+        energy_rms=rms,
+        learned_energy_rms=learned_rms,
+        learned_dataset=learned_dataset if learned is not None else "",
         learned_source=learned_source if learned is not None else "",
         learned_kind=type(learned).__name__ if learned is not None else "",
         seconds=time.perf_counter() - t0,
     )
     out["energy_floor"] = FLOOR_RMS * out["energy_rms"]
+    out["learned_energy_floor"] = FLOOR_RMS * learned_rms
     out["summary"] = summarise_sampler_study(out)
     return out
 
@@ -286,9 +322,18 @@ def summarise_sampler_study(study: dict) -> dict:
     most steps, its convergence slope in NFE and its limit; the NFE from which the exact
     score's energy distance stays within the noise floor; the error at the largest NFE with
     the exact and the learned score (their difference is the learning error)."""
-    floor = FLOOR_RMS * study["energy_rms"]
+    floors = {
+        "exact": FLOOR_RMS * study["energy_rms"],
+        "learned": FLOOR_RMS * study.get("learned_energy_rms", study["energy_rms"]),
+    }
     limits = {r["sampler"]: r["kl"] for r in study["gaussian"] if r["sampler"].startswith("limit")}
-    out: dict = {"energy_floor": floor, "gaussian_limits": limits, "samplers": {}}
+    out: dict = {
+        "energy_floor": floors["exact"],
+        "learned_energy_floor": floors["learned"],
+        "learned_dataset": study.get("learned_dataset") or MIXTURE,
+        "gaussian_limits": limits,
+        "samplers": {},
+    }
     for name in [*SAMPLERS, "ode_adaptive"]:
         s: dict = {}
         g = [r for r in study["gaussian"] if r["sampler"] == name]
@@ -310,7 +355,7 @@ def summarise_sampler_study(study: dict) -> dict:
             best = max(rs, key=lambda r: r["nfe"])
             s[f"{score}_energy_max_nfe"] = best["energy"]
             s[f"{score}_max_nfe"] = best["nfe"]
-            s[f"{score}_nfe_to_floor"] = _nfe_to_reach(rs, floor)
+            s[f"{score}_nfe_to_floor"] = _nfe_to_reach(rs, floors[score])
             if name == "ddim":
                 s[f"{score}_kl_max_nfe"] = best["kl"]
                 s[f"{score}_kl_se_max_nfe"] = best["kl_se"]
