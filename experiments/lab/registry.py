@@ -197,7 +197,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "ddpm": Family(
         "ddpm",
-        "DDPM (L_simple)",
+        "DDPM (simple loss)",
         dict(
             steps=20_000,
             width=256,
