@@ -171,6 +171,17 @@ class Difference:
         return abs(self.diff) / self.se if self.se > 0 else math.inf
 
     @property
+    def tested(self) -> bool:
+        """Whether the difference has a standard error (else no test: neither a lead nor a
+        tie may be claimed)."""
+        return math.isfinite(self.se)
+
+    @property
+    def outcome(self) -> str:
+        """``"resolved"``, ``"tie"`` (tested, not resolved) or ``"untested"``."""
+        return "resolved" if self.resolved else "tie" if self.tested else "untested"
+
+    @property
     def resolved(self) -> bool:
         if not math.isfinite(self.se):
             return False
@@ -401,6 +412,7 @@ class Verdict:
     tests: list[Difference]
     cost: dict
     others: list[str]  # models without the measure, judged by their samples
+    untested: list[str] = dataclasses.field(default_factory=list)  # no SE: no test
 
 
 def _cost(res: Results, dataset: str, model: str) -> dict:
@@ -419,12 +431,13 @@ def verdict(res: Results, dataset: str) -> Verdict | None:
     exact = ranking(res, dataset, "exact_nll")
     col = "exact_nll" if len(exact) >= 2 else "energy"
     order = exact if col == "exact_nll" else ranking(res, dataset, "energy")
-    if not order:
+    if len(order) < 2:
         return None
     best = order[0]
     tests = [d for m in order[1:] if (d := difference(res, dataset, col, best, m)) is not None]
-    beats = [d.b if d.a == best else d.a for d in tests if d.resolved]
-    ties = [d.b if d.a == best else d.a for d in tests if not d.resolved]
+    beats = [d.b if d.a == best else d.a for d in tests if d.outcome == "resolved"]
+    ties = [d.b if d.a == best else d.a for d in tests if d.outcome == "tie"]
+    untested = [d.b if d.a == best else d.a for d in tests if d.outcome == "untested"]
     others = [m for m in res.models if m not in order and res.row(dataset, m) is not None]
     return Verdict(
         dataset,
@@ -436,6 +449,7 @@ def verdict(res: Results, dataset: str) -> Verdict | None:
         tests,
         _cost(res, dataset, best),
         others,
+        untested,
     )
 
 

@@ -98,8 +98,8 @@ def claimed_differences(res: Results, dataset: str) -> list[an.Difference]:
 
 def difference_table(res: Results, names: list[str] | None = None) -> Table:
     """The tests of :func:`claimed_differences`: better model, other model, the difference
-    (better minus other) ± its SE, where the SE comes from, and the outcome ("resolved", or
-    "tie": not resolved by this test)."""
+    (better minus other) ± its SE, where the SE comes from, and the outcome ("resolved";
+    "tie": not resolved by this test; "untested": no SE)."""
     header = ["measure", "lower (better)", "other", "difference ± SE", "SE from", "test"]
     rows = []
     for name in names or res.datasets:
@@ -114,7 +114,7 @@ def difference_table(res: Results, names: list[str] | None = None) -> Table:
                         _label(res, d.b),
                         measure_value(d.col, d.diff, d.se),
                         d.se_kind,
-                        "resolved" if d.resolved else "tie",
+                        d.outcome,
                     ],
                 )
             )

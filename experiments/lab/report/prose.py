@@ -44,6 +44,11 @@ def _diff_phrase(d: an.Difference) -> str:
 def _test_sentence(res: Results, d: an.Difference) -> str:
     """One test in words: who is lower by the measure and whether the test resolves it."""
     what = an.MEASURE_WORDS[d.col]
+    if not d.tested:
+        return (
+            f"by {what} {_l(res, d.a)} is lower than {_l(res, d.b)} (difference "
+            f"{measure_value(d.col, d.diff)}), untested: this run saved no standard error for it"
+        )
     if d.resolved:
         return (
             f"by {what} {_l(res, d.a)} is lower than {_l(res, d.b)} "
@@ -111,6 +116,11 @@ def verdict_text(res: Results, name: str) -> str:
         s += f"; the test resolves it ahead of every other model with the measure ({beaten})"
     elif v.ties:
         s += f"; the test does not separate it from {join([_l(res, m) for m in v.ties])}: a tie"
+    if v.untested:
+        s += (
+            f"; its lead over {join([_l(res, m) for m in v.untested])} is untested (no "
+            "standard error)"
+        )
     c = v.cost
     if math.isfinite(c["nfe"]):
         s += (
@@ -171,12 +181,16 @@ def headline(res: Results) -> str:
             if flagged
             else " The overfitting test finds no evidence of overfitting in any run."
         )
-    ab = [r for r in an.abnormality_rows(res) if r["flags"]]
-    if ab:
+    by_model: dict[str, list[str]] = {}
+    for r in an.abnormality_rows(res):
+        if r["flags"]:
+            by_model.setdefault(r["model"], []).append(words(r["dataset"]))
+    if by_model:
         text += (
-            f" The sample diagnostics flag {len(ab)} of "
-            f"{sum(r['model'] != 'oracle' for r in an.abnormality_rows(res))} sample sets "
-            f"({_ref('abnormal')})."
+            " The sample diagnostics flag abnormal samples "
+            f"({_ref('abnormal')}) for "
+            + join([f"{_l(res, m)} ({join(ds)})" for m, ds in by_model.items()])
+            + "."
         )
     return text
 
@@ -298,8 +312,10 @@ def abnormality_text(res: Results, name: str) -> str:
                 groups.setdefault(f.words, []).append(f"{m} (spread ratio {num(f.value, 2)})")
             elif f.kind == "non_finite":
                 groups.setdefault(f.words, []).append(f"{m} ({r['diag']['non_finite']})")
-            else:
+            elif f.kind.startswith("mode_"):
                 modes.setdefault((f.kind.split("_")[1], m), []).append(f.words.split(" ")[1])
+            else:
+                groups.setdefault(f.words, []).append(m)
     noun = {"pinwheel": "arm", "checkerboard": "square", "gaussian_mixture": "component"}
     for (kind, m), ks in modes.items():
         unit = noun.get(name, "mode") + ("s" if len(ks) > 1 else "")
@@ -392,18 +408,17 @@ def quantitative_text(res: Results) -> list[str]:
         shown = {(d.col, d.a, d.b) for d in v.tests} if v is not None else set()
         tests = [d for d in claimed_differences(res, name) if (d.col, d.a, d.b) not in shown]
         s = verdict_text(res, name)
+        b = _bound_check_text(res, name)
         if tests:
             s += (
                 (" Other measures: " if s else f"On {words(name)}, ")
                 + "; ".join(_test_sentence(res, d) for d in tests)
                 + "."
             )
-        if not s:
-            continue
-        b = _bound_check_text(res, name)
         if b:
-            s += " " + b[0].upper() + b[1:] + "."
-        paras.append(s)
+            s += (" " if s else "") + cap(b) + "."
+        if s:
+            paras.append(s)
     kde = kde_vs_exact_text(res)
     if kde:
         paras.append(kde)
