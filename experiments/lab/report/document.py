@@ -351,10 +351,11 @@ def verdict_block(res: Results) -> str:
         label=TABLES["verdict"],
         float_=True,
         size="8.5pt",
-        caption="Verdict per dataset: the best model by exact NLL where two or more models "
-        "have one, else by energy distance; its value ± SE; how many of the other models the "
-        "test resolves it ahead of ([@tab:differences]); its cost: network evaluations per "
-        "sample, seconds to draw the samples and to train.",
+        caption="Verdict per dataset: the model with the lowest exact NLL where two or more "
+        "models have one, else the lowest energy distance; its value ± SE; how many of the "
+        "other models the test resolves it ahead of ([@tab:differences]; it is the best model "
+        "only when ahead of every other); its cost: network evaluations per sample, seconds to "
+        "draw the samples and to train.",
     )
 
 

@@ -40,7 +40,7 @@ def verdict_table(res: Results) -> Table:
     header = [
         "dataset",
         "judged by",
-        "best",
+        "lowest",
         "value",
         "ahead of",
         "NFE",

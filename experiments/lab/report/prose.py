@@ -7,6 +7,7 @@ written ``[@key]`` (see :func:`lab.report.text.typst_text`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from flowlab.objectives import EQUILIBRIUM_D_LOSS, EQUILIBRIUM_G_LOSS
@@ -102,10 +103,18 @@ def verdict_text(res: Results, name: str) -> str:
         if v.col == "exact_nll"
         else "by energy distance, as fewer than two models have an exact likelihood"
     )
-    s = (
-        f"On {words(name)}, judged {basis}, {_l(res, v.best)} is best "
-        f"({measure_value(v.col, *v.value)}{' nats' if v.col == 'exact_nll' else ''})"
-    )
+    value = f"{measure_value(v.col, *v.value)}{' nats' if v.col == 'exact_nll' else ''}"
+    if not v.beats:  # lowest, but resolved ahead of nobody: no best model
+        s = f"On {words(name)}, judged {basis}, {_l(res, v.best)} has the lowest value ({value})"
+        if v.ties:
+            s += (
+                f", but the test does not separate it from {join([_l(res, m) for m in v.ties])}"
+                ": a tie, so the run does not pick a best model"
+            )
+        v = dataclasses.replace(v, ties=[])
+    else:  # best only when resolved ahead of every other model
+        head = "is best" if not (v.ties or v.untested) else "has the lowest value"
+        s = f"On {words(name)}, judged {basis}, {_l(res, v.best)} {head} ({value})"
     if v.beats and v.ties:
         s += (
             f"; the test resolves it ahead of {join([_l(res, m) for m in v.beats])}, and ties it "
@@ -114,8 +123,6 @@ def verdict_text(res: Results, name: str) -> str:
     elif v.beats:
         beaten = join([_l(res, m) for m in v.beats])
         s += f"; the test resolves it ahead of every other model with the measure ({beaten})"
-    elif v.ties:
-        s += f"; the test does not separate it from {join([_l(res, m) for m in v.ties])}: a tie"
     if v.untested:
         s += (
             f"; its lead over {join([_l(res, m) for m in v.untested])} is untested (no "
@@ -147,7 +154,13 @@ def short_verdict(res: Results, name: str) -> str:
     if v is None:
         return ""
     what = "exact NLL" if v.col == "exact_nll" else "energy distance"
-    s = f"on {words(name)}, {_l(res, v.best)} by {what} ({measure_value(v.col, *v.value)})"
+    value = measure_value(v.col, *v.value)
+    if not v.beats:
+        return (
+            f"on {words(name)}, no model is resolved best by {what} ({_l(res, v.best)} lowest at "
+            f"{value}, tied with {join([_l(res, m) for m in v.ties]) or 'no model tested'})"
+        )
+    s = f"on {words(name)}, {_l(res, v.best)} by {what} ({value})"
     if v.tests:
         s += f", resolved ahead of {len(v.beats)} of the {len(v.tests)} others"
         if v.ties:
