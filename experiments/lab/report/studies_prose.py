@@ -8,7 +8,7 @@ import math
 
 from .. import studies
 from ..results import Results
-from .text import join, num, pm, sci
+from .text import join, num, pm, sci, words
 
 
 def kde_study_text(res: Results) -> list[str]:
@@ -60,11 +60,16 @@ def kde_study_text(res: Results) -> list[str]:
             continue
         for bw in ("half_scott", "cv"):
             other = ranks.get((n, seed, bw))
-            if other and other != base:
-                moved.append(
-                    f"on {n} the {studies.BANDWIDTH_LABELS[bw]} bandwidth ranks "
-                    f"{res.label(other[0])} first where Scott's ranks {res.label(base[0])} first"
-                )
+            if not other or other == base:
+                continue
+            bw_name = studies.BANDWIDTH_LABELS[bw]
+            moved.append(
+                f"on {words(n)} the {bw_name} bandwidth ranks {words(res.label(other[0]))} first "
+                f"where Scott's ranks {words(res.label(base[0]))} first"
+                if other[0] != base[0]
+                else f"on {words(n)} the {bw_name} bandwidth keeps "
+                f"{words(res.label(base[0]))} first but reorders the others"
+            )
     if any(len(v) >= 2 for v in ranks.values()):
         paras.append(
             "The ranking of the models moves with the bandwidth: " + "; ".join(moved) + "."

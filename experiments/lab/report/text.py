@@ -44,11 +44,44 @@ def sci(v: float, digits: int = 1) -> str:
     return f"{m:.{digits}f}×10{sup}".replace("-", "−")
 
 
+_CODE_SUB = re.compile(r"\bL_(\w+)")
+
+
+def words(label: str) -> str:
+    """A label as prose: no code names or literal underscores ("DDPM (L_simple)" becomes
+    "DDPM (simple loss)", "gaussian_mixture" becomes "gaussian mixture")."""
+    s = _CODE_SUB.sub(lambda m: f"{m.group(1)} loss", str(label))
+    return s.replace("_", " ")
+
+
+def measure_value(col: str, v: float, se: float | None = None) -> str:
+    """A value of a measure as the evidence tables print it and the prose quotes it (energy
+    distance in scientific notation, Bhattacharyya with four decimals, the rest three)."""
+    if col == "energy":
+        if v is None or not math.isfinite(v):
+            return "n/a"
+        s = sci(v, 2)
+        if se is not None and math.isfinite(se):
+            s += f" ± {sci(se, 1)}"
+        return s
+    digits = 4 if col == "bhattacharyya" else 3
+    if se is None or not math.isfinite(se):
+        return num(v, digits)
+    return f"{num(v, digits)} ± {num(se, digits)}"
+
+
 def join(items: list[str]) -> str:
+    """``a, b and c`` (``a; b and c`` when an item has a comma of its own)."""
     items = [i for i in items if i]
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
+    sep = "; " if any("," in i for i in items) else ", "
+    return sep.join(items[:-1]) + " and " + items[-1]
+
+
+def cap(s: str) -> str:
+    """``s`` with its first letter upper-case (a sentence that starts with a label)."""
+    return s[:1].upper() + s[1:]
 
 
 def pct(v: float, digits: int = 1) -> str:
@@ -83,6 +116,7 @@ CITE_TEXT = {
 
 
 _REF = re.compile(r"\[@([\w:-]+)\]")
+_SUB = re.compile(r"(?<=\w)~(\w+)~")
 _TYPST_SPECIAL = re.compile(r"([\\#$*_@<>`\[\]~=])")
 
 
@@ -98,8 +132,19 @@ def typst_text(s: str) -> str:
     reference (``fig:``/``tab:``/``sec:`` labels)."""
     out, pos = [], 0
     for m in _REF.finditer(s):
-        out.append(esc(s[pos : m.start()]))
+        out.append(_subscripts(s[pos : m.start()]))
         out.append(f"@{m.group(1)}")
+        pos = m.end()
+    out.append(_subscripts(s[pos:]))
+    return "".join(out)
+
+
+def _subscripts(s: str) -> str:
+    """Escaped text with ``L~D~`` set as L with subscript D."""
+    out, pos = [], 0
+    for m in _SUB.finditer(s):
+        out.append(esc(s[pos : m.start()]))
+        out.append(f"#sub[{esc(m.group(1))}]")
         pos = m.end()
     out.append(esc(s[pos:]))
     return "".join(out)
@@ -116,7 +161,7 @@ def plain_text(s: str) -> str:
             ]
         return f"({CITE_TEXT.get(key, key)})"
 
-    return _REF.sub(repl, s)
+    return _SUB.sub(r"<sub>\1</sub>", _REF.sub(repl, s))
 
 
 class Markup:
