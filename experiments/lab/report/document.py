@@ -268,12 +268,15 @@ def training_section(doc: Markup, res: Results, figs: dict, build: Path, shown: 
                 label="fig:training",
                 float_=True,
                 width_in=figure_width(figs["training"]),
-                caption="Training curves against gradient steps: the per-step minibatch loss "
-                "(faint; live weights) and the loss on training points (train (eval)) and on "
-                "the hold-out points, both with the same weights and key: the EMA weights "
-                "where the run keeps them. The loss is each model's own objective, so values "
-                "are not comparable across models; for the GAN it is the sum of its players' "
-                "losses, with the equilibrium value drawn." + more,
+                caption="Training curves against gradient steps: the loss on 500 training "
+                "points and on the 500 hold-out points, both from the same weights (named above "
+                "each panel: the EMA where the run keeps one) and the same key; grey, behind: "
+                "the minibatch loss of every step (live weights). The loss is each model's own "
+                "objective, so values are not comparable across models. A GAN panel shows the "
+                "value V(D, G) = E log D(x) + E log(1 − D(G(z))) (the course's sign "
+                "convention) with its equilibrium −2 log 2 drawn. A y-axis marked symlog is "
+                "linear near zero and logarithmic beyond, so the first evaluations stay in "
+                "view." + more,
             )
         )
     doc.para(
