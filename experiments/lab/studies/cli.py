@@ -1,7 +1,9 @@
 """What the numbers mean, measured: the KDE's bias and bandwidth, and the samplers' errors.
 
 The command line of ``experiments/studies.py``: run the studies of :mod:`lab.studies` on a
-results folder on disk and write ``studies/kde.csv`` and ``studies/samplers.json``.
+results folder on disk and write ``studies/kde.csv`` and ``studies/samplers.json``; with
+``--equal-compute``, only the equal-compute study (:mod:`lab.studies.equal_compute`, minutes
+of training: never by default), written to ``studies/equal_compute/``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import flowlab
 from ..common import ROOT, write_json
 from ..registry import build_model
 from ..results import load_cells, write_kde_csv
+from . import equal_compute
 from .kde import kde_study
 from .samplers import (
     SMOKE_SETTINGS,
@@ -114,5 +117,36 @@ def main(argv=None) -> dict:
     p.add_argument("--only", choices=("kde", "samplers"), default=None)
     p.add_argument("--smoke", action="store_true", help="tiny settings (seconds, for CI)")
     p.add_argument("--fresh", action="store_true", help="retrain the study's own model")
+    g = p.add_argument_group("equal-compute study (--equal-compute: only this study)")
+    g.add_argument(
+        "--equal-compute", action="store_true", help="train every family for the same seconds"
+    )
+    g.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="training seconds of every run "
+        f"(default {equal_compute.SECONDS:g}; smoke {equal_compute.SMOKE_SECONDS:g})",
+    )
+    g.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help=f"seeds 0 .. SEEDS-1 (default {equal_compute.SEEDS}; smoke 1)",
+    )
+    g.add_argument(
+        "--families",
+        nargs="+",
+        default=None,
+        metavar="FAMILY",
+        help=f"default: {' '.join(equal_compute.FAMILIES)} (smoke: "
+        f"{' '.join(equal_compute.SMOKE_FAMILIES)})",
+    )
+    g.add_argument("--dataset", default=equal_compute.DATASET)
     args = p.parse_args(argv)
+    if args.equal_compute:
+        return equal_compute.run(
+            args.results, dataset=args.dataset, seconds=args.seconds, seeds=args.seeds,
+            families=args.families, smoke=args.smoke, fresh=args.fresh,
+        )  # fmt: skip
     return run_studies(args.results, smoke=args.smoke, only=args.only, fresh=args.fresh)
