@@ -10,7 +10,8 @@ Rows of the table (``--models``); several rows can share one trained model:
 * ``cnf_mle`` / ``cnf_fm``: CNFs trained by maximum likelihood / flow matching (exact NLL);
 * ``diffusion_sde`` / ``diffusion_ode``: *one* VP diffusion model (DSM) sampled with the
   reverse SDE (Euler-Maruyama) and with the probability-flow ODE (exact PF-ODE NLL);
-* ``ddpm``: discrete-time DDPM (simple noise-prediction loss), ancestral samples; its variational bound;
+* ``ddpm``: discrete-time DDPM (simple noise-prediction loss), ancestral samples; its
+  variational bound;
 * ``dsm``: single-noise DSM with annealed Langevin (no likelihood);
 * ``vae``: Gaussian VAE, exact marginal likelihood by quadrature over its 2D latent (its
   ELBO and IWAE bounds are in the script's own outputs);

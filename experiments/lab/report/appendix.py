@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..figures import display_label
 from ..results import Results
+from .equal_compute import equal_compute_section
 from .figures import TEXT_WIDTH_IN, figure_width, typst_figure
 from .studies_prose import kde_study_text, sampler_text
 from .tables import budget_notes, full_table, kde_table, sampler_table, typst_table
@@ -255,6 +256,7 @@ def appendix(doc: Markup, res: Results, figs: dict, build: Path) -> None:
     all_results_section(doc, res)
     settings_section(doc, res)
     figures_section(doc, res, figs, build)
+    equal_compute_section(doc, res)
     if res.kde:
         kde_section(doc, res)
     if res.samplers:

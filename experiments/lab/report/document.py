@@ -14,6 +14,7 @@ from flowlab._checkpoint import atomic_write_bytes, atomic_write_text
 
 from .. import results as schema
 from ..results import Results
+from ..studies import equal_compute
 from . import evidence
 from .analysis import (
     ABNORMAL_POINTS,
@@ -391,6 +392,12 @@ def quantitative_section(doc: Markup, res: Results) -> None:
         "[@tab:results] gives the numbers and [@tab:verdict] the verdicts. "
         + " ".join(quantitative_text(res))
     )
+    if equal_compute.load(res.path) is not None:
+        doc.para(
+            "These are the models at convergence: each family trained as its own script "
+            "trains it. Which is best per second of training is a different question; "
+            "[@sec:equal-compute] answers it by giving every family the same training time."
+        )
     summary = studies_summary(res)
     if summary:
         doc.para("What the numbers can resolve (the studies in the appendix). " + summary)
