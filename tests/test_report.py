@@ -701,3 +701,27 @@ def test_typst_escaping_round_trips():
     import html as _html
 
     assert _html.unescape(text) == nasty
+
+
+def test_results_markdown_links_only_files_a_clone_has(rendered, tmp_path):
+    """RESULTS.md's links (the PDF and the figures beside it) all resolve from where the file
+    is written, and none points into a git-ignored folder such as results/: a figure the
+    digest would link under an ignored folder is left out."""
+    import subprocess
+
+    path, _, _ = rendered
+    figures = ROOT / "figures"
+    md = report.write_markdown(path, tmp_path / "RESULTS.md", figures / "compare_report.pdf")
+    links = re.findall(r"\]\(([^)]+)\)", md.read_text())
+    assert links, "expected links to the PDF and the figures"
+    for link in links:
+        target = (md.parent / link).resolve()
+        assert target.parent == figures, link
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(target)], cwd=ROOT).returncode
+        assert ignored == 1, f"{link} is git-ignored"
+    ignored_fig = ROOT / "results" / "compare_fake.png"
+    assert not report.markdown._committed(ignored_fig)
+    assert report.markdown._committed(figures / "compare_samples.png")
+    text = md.read_text()
+    assert "± SE" in text or "SE over" in text
+    assert "L_simple" not in text and "gaussian_mixture" not in text.split("## Figures")[0]

@@ -11,7 +11,6 @@ import numpy as np
 
 from flowlab._checkpoint import atomic_write_text
 
-from .. import tables
 from ..results import Results
 from .document import load, title
 from .prose import headline, quantitative_text
@@ -136,37 +135,133 @@ def likelihood_markdown(res: Results) -> list[str]:
     return out
 
 
+MARKDOWN_REFS = {
+    "tab:results": "the results table",
+    "tab:verdict": "the verdict table",
+    "tab:differences": "the tests table",
+    "tab:abnormal": "the sample-diagnostics table",
+    "tab:training": "the training table",
+    "tab:bounds": "the bounds table",
+    "tab:kde-check": "the KDE-against-exact table",
+    "tab:hp": "the settings in the PDF",
+    "fig:training": "the training figure",
+    "fig:overlays": "the samples figure",
+    "sec:equal-compute": "the PDF's equal-compute appendix",
+}
+"""What each of the report's cross-references reads as in the Markdown digest (the section
+headings below carry these names)."""
+
+
+def md_text(s: str) -> str:
+    """Generated prose as Markdown: cross-references named as :data:`MARKDOWN_REFS`
+    (anything else as plain text does it)."""
+    for label, name in MARKDOWN_REFS.items():
+        s = s.replace(f"[@{label}]", name)
+    return plain_text(s)
+
+
+def markdown_table(tab, *, group_header: str = "dataset") -> list[str]:
+    """A report :class:`~lab.report.tables.Table` as a Markdown table (its groups as a first
+    column) with its notes below."""
+    grouped = any(g for g, _, _ in tab.rows)
+    header = ([group_header] if grouped else []) + list(tab.header)
+    cell = lambda c: plain_text(str(c)).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g, _, cells in tab.rows:
+        lines.append("| " + " | ".join(([g] if grouped else []) + [cell(c) for c in cells]) + " |")
+    lines.append("")
+    lines += [md_text(n) + "\n" for n in tab.notes or []]
+    return lines
+
+
+def _committed(path: Path) -> bool:
+    """Whether ``path`` is tracked by git or a file ``git`` would add (not ignored)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "check-ignore", "-q", str(path)], cwd=path.parent, capture_output=True
+        )
+    except OSError:
+        return False
+    return out.returncode == 1  # 1: not ignored; 0: ignored; 128: not a repository
+
+
 def write_markdown(results: Path, path: Path, pdf: Path) -> Path:
-    """A Markdown digest of the report (headline, tables, the quantitative analysis and the
-    studies, in plain text) for a README or RESULTS.md, with links to the PDF and figures."""
+    """A Markdown digest of the report for RESULTS.md: the headline, the verdict, results,
+    tests, diagnostics and training tables (each ± labelled as the report labels it), the
+    quantitative analysis and the studies in plain text, and links to the typeset PDF and
+    to the comparison's figures beside it (only files outside git-ignored folders, so every
+    link works in a clone)."""
+    from ..studies import equal_compute
+    from . import evidence
+    from .equal_compute import equal_compute_table
+    from .tables import quantitative_table
+
     res = load(results)
     rel = lambda p: os.path.relpath(p, path.parent)  # noqa: E731
-    figs = sorted((Path(results) / "report_build" / "figures").glob("*.png"))
-    order = [*res.models, "oracle"]
+    figs = sorted(Path(pdf).parent.glob(f"{Path(pdf).stem.removesuffix('_report')}_*.png"))
+    figs = [f for f in figs if _committed(f)]
+    one = len(res.seeds) == 1
+    spread = (
+        f"seed {res.seeds[0]}: likelihoods ± SE over the hold-out points"
+        if one
+        else f"mean ± SE over {len(res.seeds)} seeds"
+    )
     text = [
         f"# {title(res)[0]}",
         "",
-        f"Written by `experiments/report.py` from `{rel(Path(results) / 'results.csv')}`; the "
-        f"typeset report is [{rel(pdf)}]({rel(pdf)}).",
+        f"Written by `experiments/report.py` from the run's `results.csv` (in the git-ignored "
+        f"`{rel(Path(results))}/`; `python {res.config.get('script', 'experiments/compare.py')}` "
+        f"writes it); the typeset report is [{rel(pdf)}]({rel(pdf)}).",
         "",
-        plain_text(headline(res)),
+        md_text(headline(res)),
         "",
-        "## Tables",
+        "## The verdict table",
         "",
-        tables.summary_markdown(res.rows, order),
-        "## Exact vs KDE likelihood, and who wins",
+        *markdown_table(evidence.verdict_table(res)),
+        "## The results table",
         "",
-        *[plain_text(p) + "\n" for p in quantitative_text(res)],
-        *likelihood_markdown(res),
+        f"Hold-out results ({spread}). NLL: exact, or ≤ minus the variational bound; lower is "
+        "better everywhere; energy distance in units of 10⁻³.",
+        "",
+        *markdown_table(quantitative_table(res)),
+        "## What the tables say",
+        "",
+        *[md_text(p) + "\n" for p in quantitative_text(res)],
+        "## The tests table",
+        "",
+        "Every difference the text states, with its standard error and how it was computed.",
+        "",
+        *markdown_table(evidence.difference_table(res)),
+        "## The sample-diagnostics table",
+        "",
+        *markdown_table(evidence.abnormality_table(res)),
+        "## The training table",
+        "",
+        *markdown_table(evidence.training_table(res)),
     ]
-    if res.kde:
+    for name, make in (
+        ("bounds", evidence.bound_table),
+        ("KDE-against-exact", evidence.kde_check_table),
+    ):
+        tab = make(res)
+        if tab is not None:
+            text += [f"## The {name} table", "", *markdown_table(tab)]
+    study = equal_compute.load(res.path)
+    if study is not None:
         text += [
-            "## What the KDE measures",
+            "## Equal compute",
             "",
-            *[plain_text(p) + "\n" for p in kde_study_text(res)],
+            "Every family trained for the same wall-clock seconds (the PDF's appendix has the "
+            "text and the tests).",
+            "",
+            *markdown_table(equal_compute_table(study), group_header="group"),
         ]
+    if res.kde:
+        text += ["## What the KDE measures", "", *[md_text(p) + "\n" for p in kde_study_text(res)]]
     if res.samplers:
-        text += ["## Samplers", "", *[plain_text(p) + "\n" for p in sampler_text(res)]]
+        text += ["## Samplers", "", *[md_text(p) + "\n" for p in sampler_text(res)]]
     if figs:
         text += ["## Figures", "", *[f"![{f.stem}]({rel(f)})" for f in figs], ""]
     atomic_write_text(path, "\n".join(text))
