@@ -3,6 +3,7 @@ studies in full."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..figures import display_label
@@ -124,12 +125,27 @@ def settings_section(doc: Markup, res: Results) -> None:
         "as its own script trains it, not the result of a search here."
     )
     timings = res.config.get("timings", {})
-    if timings.get("total_before_report_s"):
+    fams = res.config.get("families", {})
+    trained = {
+        (r["dataset"], r["seed"], fams.get(r["model"], r["model"])): r.get("train_time_s")
+        for r in res.rows
+        if r["model"] != "oracle"
+    }
+    train_s = sum(v for v in trained.values() if v is not None and math.isfinite(v))
+    evaluate = timings.get("evaluate_s")
+    evaluate_s = sum(evaluate.values()) if isinstance(evaluate, dict) else None
+    if train_s > 0:
         doc.para(
-            f"The run took {timings['total_before_report_s'] / 60:.1f} minutes before the "
-            "report (training, evaluation"
-            + (f", studies {timings['studies_s']:.0f} s" if timings.get("studies_s") else "")
-            + ")."
+            f"Cost of the run: {train_s / 60:.1f} minutes of training in all ({len(trained)} "
+            "trainings, each its recorded wall-clock time with compilation and hold-out "
+            "evaluations; a model shared by two table rows counted once)"
+            + (f", {evaluate_s / 60:.1f} minutes of evaluation" if evaluate_s else "")
+            + (
+                f", {timings['studies_s'] / 60:.1f} minutes of studies"
+                if timings.get("studies_s")
+                else ""
+            )
+            + "."
         )
 
 
