@@ -153,14 +153,13 @@ def run_config(args, settings: dict, budgets: dict, timings: dict) -> dict:
 
 def study_score(run: grid.GridRun, names) -> tuple[object, str, str]:
     """The trained score of the sampler study, on a dataset of the project: the project's
-    own VP diffusion (or DDPM) on the first of ``names`` that has one, as ``(model, dataset,
-    sentence)``; ``(None, "", "")`` when the project trains neither."""
+    own VP diffusion on the first of ``names`` that has one, as ``(model, dataset,
+    sentence)``; ``(None, "", "")`` when the project trains none. (A DDPM does not serve:
+    the study's probability-flow and reverse-SDE samplers need the continuous-time SDE.)"""
     for name in names:
-        for fam in ("diffusion", "ddpm"):
-            model = run.models.get(name, {}).get(fam)
-            if model is not None:
-                label = FAMILIES[fam].label.replace("L_simple", "simple loss")
-                return model, name, f"this project's {label} on {name} (seed 0)"
+        model = run.models.get(name, {}).get("diffusion")
+        if model is not None:
+            return model, name, f"this project's {FAMILIES['diffusion'].label} on {name} (seed 0)"
     return None, "", ""
 
 

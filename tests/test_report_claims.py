@@ -460,3 +460,31 @@ def test_no_code_names_or_underscores_in_the_prose(rendered):
     for p in paragraphs(build):
         assert "_" not in p, p
         assert "L_simple" not in p
+
+
+def test_one_seed_exact_nll_difference_is_paired_over_the_holdout_points():
+    """With the per-point log-densities saved, the SE of an exact-NLL difference is that of
+    the per-point differences (far below the two hold-out SEs combined when the models
+    agree point by point); without them it falls back to the combined SEs."""
+    from lab.report import analysis as an
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(-1.0, 1.0, 500)
+    la, lb = base + 0.05 + rng.normal(0, 0.01, 500), base  # a is 0.05 nats better per point
+
+    class R:
+        cells = {("pinwheel", 0): {"log_prob": {"a": la, "b": lb}}}
+
+        def row(self, dataset, model, seed):
+            lp = {"a": la, "b": lb}[model]
+            return {"exact_nll": -lp.mean(), "exact_nll_se": lp.std(ddof=1) / np.sqrt(500)}
+
+    se, how = an._se_one_seed(R(), "pinwheel", "exact_nll", "a", "b", 0)
+    assert how == "paired over hold-out points"
+    assert se == pytest.approx((lb - la).std(ddof=1) / np.sqrt(500), rel=1e-9)
+    assert se < 0.001
+    R.cells = {("pinwheel", 0): {"log_prob": {}}}
+    se, how = an._se_one_seed(R(), "pinwheel", "exact_nll", "a", "b", 0)
+    assert how == "hold-out SEs combined" and se == pytest.approx(
+        np.sqrt(2) * 1 / np.sqrt(500), rel=0.1
+    )

@@ -268,9 +268,15 @@ def test_settings_table_does_not_cite_a_default_that_was_not_run(tmp_path):
 
 def test_course_project_study_score_is_on_a_project_dataset():
     run = grid.GridRun()
-    run.models = {"checkerboard": {"cnf_fm": "cnf"}, "pinwheel": {"ddpm": "ddpm-model"}}
+    run.models = {
+        "pinwheel": {"ddpm": "ddpm-model"},
+        "checkerboard": {"cnf_fm": "cnf", "diffusion": "vp-model"},
+    }
     model, name, source = course_project.study_score(run, ["pinwheel", "checkerboard"])
-    assert (model, name) == ("ddpm-model", "pinwheel") and "_" not in source
+    assert (model, name) == ("vp-model", "checkerboard") and "_" not in source
+    # a DDPM alone does not serve (the study's samplers need the continuous-time SDE)
+    run.models = {"pinwheel": {"ddpm": "ddpm-model"}}
+    assert course_project.study_score(run, ["pinwheel"])[0] is None
     assert course_project.study_score(grid.GridRun(), ["pinwheel"])[0] is None
 
 

@@ -139,15 +139,16 @@ def evaluate_cell(
         n_holdout=int(holdout.shape[0]),
         n_samples=n,
     )
-    records, samples, details, lik_cache = [], {}, {}, {}
+    records, samples, details, lik_cache, log_prob = [], {}, {}, {}, {}
     for row_name, (fam, make_sampler) in rows.items():
         model, hist = models[fam], histories[fam]
         if fam not in lik_cache:  # with the IWAE bound where the model has one (the VAE)
             lik_cache[fam] = likelihood(
                 model, holdout, key=jax.random.fold_in(key, 7),
                 iwae_k=settings.get("iwae_k", IWAE_K),
-            ).metrics  # fmt: skip
-        lik = lik_cache[fam]
+            )  # fmt: skip
+        lik = lik_cache[fam].metrics
+        log_prob[row_name] = lik_cache[fam].log_prob
         sampler = None if make_sampler is None else make_sampler(settings)
         kwargs = {} if sampler is None else {"sampler": sampler}
         (x, stats), t_s = timed(model.sample_with_stats, k_sample, n, repeats=1, **kwargs)
@@ -170,7 +171,8 @@ def evaluate_cell(
         )
     fresh = np.asarray(datasets.sample(name, k_fresh, n))
     samples["oracle"] = fresh
-    oracle_nll, oracle_nll_se = mean_and_se(-datasets.log_prob(name, holdout_np))
+    log_prob["oracle"] = np.asarray(datasets.log_prob(name, holdout_np), np.float64)
+    oracle_nll, oracle_nll_se = mean_and_se(-log_prob["oracle"])
     oracle_lik = dict(
         likelihood_kind="exact",
         holdout_nll=oracle_nll,
@@ -186,7 +188,13 @@ def evaluate_cell(
         diagnostics=diagnostics(fresh, reference, dataset=name),
         **floor,
     )
-    arrays = dict(train=np.asarray(train), holdout=holdout_np, reference=reference, samples=samples)
+    arrays = dict(
+        train=np.asarray(train),
+        holdout=holdout_np,
+        reference=reference,
+        samples=samples,
+        log_prob=log_prob,
+    )
     return records, arrays, details
 
 

@@ -43,14 +43,25 @@ def _arrays_dir(results: Path) -> Path:
 
 
 def write_cell_arrays(
-    results: Path, dataset: str, seed: int, *, train, holdout, reference, samples: dict
+    results: Path,
+    dataset: str,
+    seed: int,
+    *,
+    train,
+    holdout,
+    reference,
+    samples: dict,
+    log_prob: dict | None = None,
 ) -> Path:
     """Save the arrays of one (dataset, seed) for the report: training and hold-out sets,
-    the fresh true ``reference`` samples the sample metrics used, and ``samples`` (row name
-    -> ``(N, 2)`` samples; include ``"oracle"``, fresh true samples scored as a model)."""
+    the fresh true ``reference`` samples the sample metrics used, ``samples`` (row name
+    -> ``(N, 2)`` samples; include ``"oracle"``, fresh true samples scored as a model) and
+    ``log_prob`` (row name -> the exact log-density of every hold-out point, for the rows
+    that have one: what a paired test of two models' NLLs needs)."""
     path = _arrays_dir(results) / f"{dataset}_seed{seed}.npz"
     arrays = dict(train=train, holdout=holdout, reference=reference)
     arrays.update({f"samples__{k}": v for k, v in samples.items()})
+    arrays.update({f"logp__{k}": v for k, v in (log_prob or {}).items() if v is not None})
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, lambda f: np.savez_compressed(f, **arrays))
@@ -70,17 +81,20 @@ def write_density(results: Path, dataset: str, xs, ys, grids: dict) -> Path:
 
 def load_cells(results: Path) -> list[dict]:
     """Every saved (dataset, seed): dicts with ``dataset``, ``seed``, ``train``, ``holdout``,
-    ``reference`` and ``samples`` (row -> array)."""
+    ``reference``, ``samples`` (row -> array) and ``log_prob`` (row -> per-hold-out-point
+    exact log-density; empty for a folder written before they were saved)."""
     cells = []
     for path in sorted(_arrays_dir(results).glob("*_seed*.npz")):
         m = re.fullmatch(r"(.+)_seed(\d+)\.npz", path.name)
         if m is None:
             continue
         with np.load(path) as z:
-            cell = dict(dataset=m.group(1), seed=int(m.group(2)), samples={})
+            cell = dict(dataset=m.group(1), seed=int(m.group(2)), samples={}, log_prob={})
             for k in z.files:
                 if k.startswith("samples__"):
                     cell["samples"][k[len("samples__") :]] = z[k]
+                elif k.startswith("logp__"):
+                    cell["log_prob"][k[len("logp__") :]] = z[k]
                 else:
                     cell[k] = z[k]
         cells.append(cell)

@@ -297,6 +297,14 @@ def _se_one_seed(res: Results, dataset: str, col: str, a: str, b: str, seed: int
         pa, pb = _kde_points(res, dataset, a, seed), _kde_points(res, dataset, b, seed)
         if pa is not None and pb is not None:
             return metrics.mean_and_se(pb - pa)[1], "paired over hold-out points"
+    if col == "exact_nll":
+        cell = res.cells.get((dataset, seed)) or {}
+        lp = cell.get("log_prob") or {}
+        la, lb = lp.get(a), lp.get(b)
+        if la is not None and lb is not None and len(la) == len(lb) and len(la) > 1:
+            d = np.asarray(lb, np.float64) - np.asarray(la, np.float64)  # NLL(a) - NLL(b)
+            if np.isfinite(d).all():
+                return metrics.mean_and_se(d)[1], "paired over hold-out points"
     if col in LIKELIHOODS:
         ses = [r.get(col + "_se") for r in (ra, rb)]
         if all(_finite(s) for s in ses):
@@ -356,12 +364,13 @@ def difference(res: Results, dataset: str, col: str, a: str, b: str) -> Differen
 def differences(res: Results, dataset: str, col: str) -> list[Difference]:
     """Every pair of models with ``col`` on ``dataset``: ``a`` minus ``b`` (``a`` the lower)
     with its SE. Several seeds: the difference paired by seed, SE over seeds, resolved
-    beyond Student's t (97.5%, k − 1 degrees of freedom) times it. One seed: exact NLL and
-    minus the bound with the two hold-out SEs combined (conservative: both are on the same
-    points); KDE NLL with the SE of the per-point differences; Bhattacharyya, energy
-    distance and W2 by a bootstrap of the samples and the reference (:data:`BOOTSTRAP`),
-    resolved beyond :data:`Z_CRITICAL` SEs. Sample metrics must also clear the noise floor
-    (:func:`noise_floor`)."""
+    beyond Student's t (97.5%, k − 1 degrees of freedom) times it. One seed: exact NLL with
+    the SE of the per-point differences where the grid saved the per-point log-densities
+    (both models score the same hold-out points), else, like minus the bound, with the two
+    hold-out SEs combined (conservative); KDE NLL with the SE of the per-point differences;
+    Bhattacharyya, energy distance and W2 by a bootstrap of the samples and the reference
+    (:data:`BOOTSTRAP`), resolved beyond :data:`Z_CRITICAL` SEs. Sample metrics must also
+    clear the noise floor (:func:`noise_floor`)."""
     models = [m for m in res.models if _values(res, dataset, m, col)]
     out = []
     for i, a in enumerate(models):

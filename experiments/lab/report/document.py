@@ -34,9 +34,18 @@ from .figures import (
     figure_samplers,
     figure_training,
     figure_width,
+    main_datasets,
     typst_figure,
 )
-from .prose import TABLES, headline, qualitative_text, quantitative_text, training_text
+from .prose import (
+    TABLES,
+    bounds_text,
+    headline,
+    kde_vs_exact_text,
+    qualitative_text,
+    quantitative_text,
+    training_text,
+)
 from .studies_prose import studies_summary
 from .tables import hyperparameter_table, quantitative_table, typst_table
 from .text import (
@@ -69,9 +78,11 @@ def load(results: Path) -> Results:
 
 def main_dataset(res: Results) -> list[str]:
     """The one dataset whose training curves and overlays the main text shows large (the
-    first with saved samples); the appendix has every dataset."""
+    figures' preference, :func:`~lab.report.figures.main_datasets`, among those with saved
+    samples); the appendix has every dataset."""
     with_cells = [n for n in res.datasets if (n, res.seeds[0]) in res.cells]
-    return (with_cells or res.datasets)[:1]
+    preferred = [n for n in main_datasets(res) if n in with_cells]
+    return preferred or (with_cells or res.datasets)[:1]
 
 
 def draw_figures(res: Results, build: Path) -> tuple[dict, list[str], list[str]]:
@@ -176,6 +187,12 @@ def data_section(doc: Markup, res: Results) -> None:
     )
 
 
+def _kde_in_main(res: Results) -> bool:
+    """Whether the main text carries the KDE-against-exact paragraph (two datasets or fewer;
+    a larger comparison leaves it to the appendix to keep its main text within its pages)."""
+    return len(res.datasets) <= 2 or evidence.kde_check_table(res) is None
+
+
 def tests_section(doc: Markup, res: Results) -> None:
     """The appendix's tests: how differences are resolved, what the diagnostics flag, and
     the tables behind every comparing or judging sentence."""
@@ -238,6 +255,12 @@ def tests_section(doc: Markup, res: Results) -> None:
                 "that have both.",
             )
         )
+        if not _kde_in_main(res):
+            doc.para(kde_vs_exact_text(res))
+    if not _kde_in_main(res):  # what the main text of a large grid leaves here
+        for text in (bounds_text(res), studies_summary(res)):
+            if text:
+                doc.para(text)
 
 
 def training_section(doc: Markup, res: Results, figs: dict, build: Path, shown: list[str]) -> None:
@@ -389,8 +412,20 @@ def quantitative_section(doc: Markup, res: Results) -> None:
     )
     doc.block(verdict_block(res))
     doc.para(
-        "[@tab:results] gives the numbers and [@tab:verdict] the verdicts. "
-        + " ".join(quantitative_text(res))
+        "[@tab:results] gives the numbers and [@tab:verdict] the verdicts; every other "
+        "measure's test (KDE NLL, Bhattacharyya distance, energy distance, W2) is in "
+        "[@tab:differences]. "
+        + " ".join(
+            quantitative_text(
+                res, other_measures=False, kde=_kde_in_main(res), bounds=_kde_in_main(res)
+            )
+        )
+        + (
+            ""
+            if _kde_in_main(res)
+            else " The bounds' checks and where the KDE and the exact likelihood disagree are "
+            "in [@sec:tests]."
+        )
     )
     if equal_compute.load(res.path) is not None:
         doc.para(
@@ -398,7 +433,7 @@ def quantitative_section(doc: Markup, res: Results) -> None:
             "trains it. Which is best per second of training is a different question; "
             "[@sec:equal-compute] answers it by giving every family the same training time."
         )
-    summary = studies_summary(res)
+    summary = studies_summary(res) if _kde_in_main(res) else ""
     if summary:
         doc.para("What the numbers can resolve (the studies in the appendix). " + summary)
 
@@ -414,7 +449,9 @@ def body(res: Results, build: Path) -> tuple[str, dict]:
     training_section(doc, res, figs, build, names_t)
     qualitative_section(doc, res, figs, build, names_o)
     quantitative_section(doc, res)
-    doc.lines.append("#context [#metadata(here().page()) <references-start>]")
+    # the main text's floating tables and figures before the references, never among them
+    doc.lines.append("#place.flush()")
+    doc.lines.append("#context [#metadata(here().position()) <references-start>]")
     doc.lines.append('#bibliography("refs.bib", style: "ieee", title: "References")')
     doc.lines.append("")
     doc.lines.append("#show: appendix")
@@ -448,9 +485,15 @@ def compile_typst(build: Path, pdf: Path) -> None:
     atomic_write_bytes(pdf, lambda f: f.write(data))
 
 
+TOP_OF_PAGE_PT = 80.0
+"""References starting this close to the top of a page (1-inch margin: 72 pt) start a
+new page: the main text ended on the page before."""
+
+
 def main_text_pages(build: Path, *, references: bool = True) -> int:
-    """Pages before the appendix, with the references (or, ``references=False``, up to the
-    page on which they start)."""
+    """Pages before the appendix, with the references (or, ``references=False``, the pages
+    the main text fills: up to the page on which the references start, that page excluded
+    when they start at its top)."""
     import typst
 
     label = "<appendix-start>" if references else "<references-start>"
@@ -465,7 +508,11 @@ def main_text_pages(build: Path, *, references: bool = True) -> int:
     )
     if not pages:
         return -1
-    return int(pages[0]) - 1 if references else int(pages[0])
+    if references:
+        return int(pages[0]) - 1
+    pos = pages[0]  # {"page": k, "x": ..., "y": "72pt"}: where the references start
+    y = float(str(pos["y"]).removesuffix("pt"))
+    return int(pos["page"]) - (1 if y <= TOP_OF_PAGE_PT else 0)
 
 
 def render(results: Path, pdf: Path | None = None, *, build: Path | None = None) -> Path:

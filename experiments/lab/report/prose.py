@@ -198,7 +198,17 @@ def headline(res: Results) -> str:
     for r in an.abnormality_rows(res):
         if r["flags"]:
             by_model.setdefault(r["model"], []).append(words(r["dataset"]))
-    if by_model:
+    if by_model and len(res.datasets) > 2:  # a large grid: the qualitative section names them
+        clean = [m for m in res.models if m not in by_model]
+        text += (
+            f" The sample diagnostics ({_ref('abnormal')}) flag abnormal samples for every row "
+            "on at least one dataset"
+            if not clean
+            else f" The sample diagnostics ({_ref('abnormal')}) flag nothing on any dataset "
+            f"for {join([_l(res, m) for m in clean])}, and abnormal samples for every other "
+            "row on at least one dataset"
+        ) + "; the qualitative comparison names each."
+    elif by_model:
         text += (
             " The sample diagnostics flag abnormal samples "
             f"({_ref('abnormal')}) for "
@@ -412,16 +422,29 @@ def _bound_check_text(res: Results, name: str) -> str:
     return "; ".join(out)
 
 
-def quantitative_text(res: Results) -> list[str]:
+def bounds_text(res: Results) -> str:
+    """Every dataset's bound checks (IWAE against ELBO) in one paragraph."""
+    parts = [
+        f"on {words(name)}, " + b for name in res.datasets if (b := _bound_check_text(res, name))
+    ]
+    return cap("; ".join(parts)) + "." if parts else ""
+
+
+def quantitative_text(
+    res: Results, *, other_measures: bool = True, kde: bool = True, bounds: bool = True
+) -> list[str]:
     """Per dataset, every test of the differences table in words (the verdict's measure
-    first), the bounds, and where the KDE and the exact likelihood disagree."""
+    first; the other measures' tests only with ``other_measures``: the main text leaves
+    them to the differences table), the bounds, and where the KDE and the exact likelihood
+    disagree."""
     paras = []
     for name in res.datasets:
         v = an.verdict(res, name)
         shown = {(d.col, d.a, d.b) for d in v.tests} if v is not None else set()
         tests = [d for d in claimed_differences(res, name) if (d.col, d.a, d.b) not in shown]
+        tests = tests if other_measures else []
         s = verdict_text(res, name)
-        b = _bound_check_text(res, name)
+        b = _bound_check_text(res, name) if bounds else ""
         if tests:
             s += (
                 (" Other measures: " if s else f"On {words(name)}, ")
@@ -432,9 +455,9 @@ def quantitative_text(res: Results) -> list[str]:
             s += (" " if s else "") + cap(b) + "."
         if s:
             paras.append(s)
-    kde = kde_vs_exact_text(res)
-    if kde:
-        paras.append(kde)
+    kde_text = kde_vs_exact_text(res) if kde else ""
+    if kde_text:
+        paras.append(kde_text)
     return paras
 
 

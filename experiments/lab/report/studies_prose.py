@@ -249,7 +249,8 @@ def studies_summary(res: Results) -> str:
                 + (f" to {num(hi)}" if not math.isclose(lo, hi, abs_tol=5e-4) else "")
                 + " nats with Scott's bandwidth"
                 + (
-                    f", and on {join(moved)} the ranking of the models changes with the bandwidth"
+                    f", and on {join([words(n) for n in moved])} the ranking of the models changes "
+                    "with the bandwidth"
                     if moved
                     else ", and no other bandwidth tried changes the ranking of the models"
                 )
