@@ -42,6 +42,7 @@ from .prose import (
     bounds_text,
     headline,
     kde_vs_exact_text,
+    other_measures_text,
     qualitative_text,
     quantitative_text,
     training_text,
@@ -218,6 +219,8 @@ def tests_section(doc: Markup, res: Results) -> None:
         "overfitting test and the training curves' start and end are in [@tab:training]."
     )
     doc.block(difference_block(res))
+    for text in other_measures_text(res):
+        doc.para(text)
     doc.block(abnormality_block(res))
     doc.block(
         typst_table(

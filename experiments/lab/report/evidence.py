@@ -173,7 +173,8 @@ def abnormality_table(res: Results, names: list[str] | None = None) -> Table:
         [None] * len(header),
         rows,
         ["left", "right", "right", "right", "right", "right", "right", "left"],
-        ["auto", "auto", "auto", "auto", "auto", "auto", "auto", NAME_COL],
+        # the flags take the width the numbers leave (a fixed narrow column ran to 5 pages)
+        [NAME_COL, "auto", "auto", "auto", "auto", "auto", "auto", "1fr"],
     )
 
 

@@ -422,6 +422,21 @@ def _bound_check_text(res: Results, name: str) -> str:
     return "; ".join(out)
 
 
+def other_measures_text(res: Results) -> list[str]:
+    """Per dataset, the tests of the measures other than the verdict's, in words (the
+    appendix's companion to the differences table; the main text leaves them there)."""
+    paras = []
+    for name in res.datasets:
+        v = an.verdict(res, name)
+        shown = {(d.col, d.a, d.b) for d in v.tests} if v is not None else set()
+        tests = [d for d in claimed_differences(res, name) if (d.col, d.a, d.b) not in shown]
+        if tests:
+            paras.append(
+                f"On {words(name)}: " + "; ".join(_test_sentence(res, d) for d in tests) + "."
+            )
+    return paras
+
+
 def bounds_text(res: Results) -> str:
     """Every dataset's bound checks (IWAE against ELBO) in one paragraph."""
     parts = [
