@@ -60,14 +60,7 @@ def build_fixture(path: Path, seeds=(0,)) -> Path:
             reference = np.asarray(datasets.sample(name, k_ref, N))
             true_lp = datasets.log_prob(name, holdout)
             true_nll, true_se = flowlab.metrics.mean_and_se(-true_lp)
-            base = dict(
-                dataset=name,
-                seed=seed,
-                true_entropy=datasets.entropy(name),
-                n_train=len(train),
-                n_holdout=len(holdout),
-                n_samples=N,
-            )
+            base = grid.cell_base(name, seed, train, holdout, N)
             samples = {}
             rng = np.random.default_rng(seed)
             for fam, k in zip(MODELS, k_models, strict=True):
@@ -91,15 +84,8 @@ def build_fixture(path: Path, seeds=(0,)) -> Path:
                 sm = sample_metrics(samples[fam], holdout, reference, full=True)
                 rows.append(grid.row_record(base, fam, lik, sm, 50, 0.2, 30.0, 200))
             samples["oracle"] = np.asarray(datasets.sample(name, k_fresh, N))
-            lik = dict(
-                likelihood_kind="exact",
-                holdout_nll=true_nll,
-                holdout_nll_se=true_se,
-                log_prob_nfe=0,
-                log_prob_time_s=0.0,
-            )
-            sm = sample_metrics(samples["oracle"], holdout, reference, full=True)
-            rows.append(grid.row_record(base, "oracle", lik, sm, 0, 0.0, 0.0, 0))
+            row, sm = grid.oracle_record(base, true_lp, samples["oracle"], holdout, reference)
+            rows.append(row)
             results.write_cell_arrays(
                 path, name, seed, train=train, holdout=holdout, reference=reference, samples=samples
             )

@@ -96,15 +96,9 @@ def build(path: Path) -> Path:
         k_data, k_ref, k_fresh, k_models = jax.random.split(jax.random.key(7), 4)
         train, holdout = (np.asarray(a) for a in datasets.split(name, k_data))
         reference = np.asarray(datasets.sample(name, k_ref, N), np.float64)
-        true_nll, true_se = flowlab.metrics.mean_and_se(-datasets.log_prob(name, holdout))
-        base = dict(
-            dataset=name,
-            seed=seed,
-            true_entropy=datasets.entropy(name),
-            n_train=len(train),
-            n_holdout=len(holdout),
-            n_samples=N,
-        )
+        true_lp = datasets.log_prob(name, holdout)
+        true_nll, true_se = flowlab.metrics.mean_and_se(-true_lp)
+        base = grid.cell_base(name, seed, train, holdout, N)
         samples = bad_samples(name, k_models, rng)
         for fam in MODELS:
             if fam == "cnf_fm":
@@ -140,15 +134,8 @@ def build(path: Path) -> Path:
                 ),
             )
         samples["oracle"] = np.asarray(datasets.sample(name, k_fresh, N), np.float64)
-        lik = dict(
-            likelihood_kind="exact",
-            holdout_nll=true_nll,
-            holdout_nll_se=true_se,
-            log_prob_nfe=0,
-            log_prob_time_s=0.0,
-        )
-        sm = sample_metrics(samples["oracle"], holdout, reference, full=True)
-        rows.append(grid.row_record(base, "oracle", lik, sm, 0, 0.0, 0.0, 0))
+        row, sm = grid.oracle_record(base, true_lp, samples["oracle"], holdout, reference)
+        rows.append(row)
         floor = evaluate.noise_floor(name, N, key=jax.random.key(3), pairs=8)
         details[f"{name}/seed{seed}/oracle"] = dict(
             diagnostics=evaluate.diagnostics(samples["oracle"], reference, dataset=name),

@@ -118,6 +118,34 @@ def row_record(base: dict, model: str, lik: dict, sm: dict, nfe, sample_s, train
     return row
 
 
+def cell_base(name: str, seed: int, train, holdout, n: int) -> dict:
+    """What every ``results.csv`` row of one (dataset, seed) shares."""
+    return dict(
+        dataset=name,
+        seed=seed,
+        true_entropy=datasets.entropy(name),
+        n_train=int(len(train)),
+        n_holdout=int(len(holdout)),
+        n_samples=n,
+    )
+
+
+def oracle_record(base: dict, true_log_prob, fresh, holdout, reference) -> tuple[dict, dict]:
+    """The oracle's ``results.csv`` row and sample metrics: fresh true samples scored as a
+    model's are, with the true density's hold-out NLL (``true_log_prob``: its log-density
+    at each hold-out point) as its exact likelihood."""
+    nll, nll_se = mean_and_se(-np.asarray(true_log_prob, np.float64))
+    lik = dict(
+        likelihood_kind="exact",
+        holdout_nll=nll,
+        holdout_nll_se=nll_se,
+        log_prob_nfe=0,
+        log_prob_time_s=0.0,
+    )
+    sm = sample_metrics(fresh, holdout, reference, full=True)
+    return row_record(base, "oracle", lik, sm, 0, 0.0, 0.0, 0), sm
+
+
 def evaluate_cell(
     name: str, seed: int, models: dict, histories: dict, settings: dict, rows: RowSpec
 ):
@@ -131,14 +159,7 @@ def evaluate_cell(
     train, holdout = datasets.split(name, k_data)
     holdout_np = np.asarray(holdout)
     reference = np.asarray(datasets.sample(name, k_ref, n))
-    base = dict(
-        dataset=name,
-        seed=seed,
-        true_entropy=datasets.entropy(name),
-        n_train=int(train.shape[0]),
-        n_holdout=int(holdout.shape[0]),
-        n_samples=n,
-    )
+    base = cell_base(name, seed, train, holdout, n)
     records, samples, details, lik_cache, log_prob = [], {}, {}, {}, {}
     for row_name, (fam, make_sampler) in rows.items():
         model, hist = models[fam], histories[fam]
@@ -172,16 +193,8 @@ def evaluate_cell(
     fresh = np.asarray(datasets.sample(name, k_fresh, n))
     samples["oracle"] = fresh
     log_prob["oracle"] = np.asarray(datasets.log_prob(name, holdout_np), np.float64)
-    oracle_nll, oracle_nll_se = mean_and_se(-log_prob["oracle"])
-    oracle_lik = dict(
-        likelihood_kind="exact",
-        holdout_nll=oracle_nll,
-        holdout_nll_se=oracle_nll_se,
-        log_prob_nfe=0,
-        log_prob_time_s=0.0,
-    )
-    sm = sample_metrics(fresh, holdout_np, reference, full=True)
-    records.append(row_record(base, "oracle", oracle_lik, sm, 0, 0.0, 0.0, 0))
+    row, sm = oracle_record(base, log_prob["oracle"], fresh, holdout_np, reference)
+    records.append(row)
     floor = _energy_floor(name, n, key)
     details["oracle"] = dict(
         sample_diagnostic=sm["sample_diagnostic"],

@@ -301,16 +301,16 @@ def load(results: Path, *, labels: dict | None = None) -> Results:
     if kde_path.exists():
         res.kde = read_kde_csv(kde_path)
     if samplers_path.exists():
-        res.samplers = _nan(json.loads(samplers_path.read_text()))
+        res.samplers = nan_from_json(json.loads(samplers_path.read_text()))
     return res
 
 
-def _nan(obj):
+def nan_from_json(obj):
     """JSON's ``null`` (how non-finite numbers are written) back to NaN."""
     if isinstance(obj, dict):
-        return {k: _nan(v) for k, v in obj.items()}
+        return {k: nan_from_json(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_nan(v) for v in obj]
+        return [nan_from_json(v) for v in obj]
     return math.nan if obj is None else obj
 
 

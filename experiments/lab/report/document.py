@@ -188,7 +188,7 @@ def data_section(doc: Markup, res: Results) -> None:
     )
 
 
-def _kde_in_main(res: Results) -> bool:
+def _checks_in_main(res: Results) -> bool:
     """Whether the main text carries the KDE-against-exact, bounds and studies paragraphs:
     only when there is no KDE-against-exact table to point to. Otherwise they go to the
     tests appendix, beside their tables, which keeps the main text within its page limit
@@ -260,9 +260,9 @@ def tests_section(doc: Markup, res: Results) -> None:
                 "that have both.",
             )
         )
-        if not _kde_in_main(res):
+        if not _checks_in_main(res):
             doc.para(kde_vs_exact_text(res))
-    if not _kde_in_main(res):  # what the main text of a large grid leaves here
+    if not _checks_in_main(res):  # what the main text of a large grid leaves here
         for text in (bounds_text(res), studies_summary(res)):
             if text:
                 doc.para(text)
@@ -422,12 +422,12 @@ def quantitative_section(doc: Markup, res: Results) -> None:
         "[@tab:differences]. "
         + " ".join(
             quantitative_text(
-                res, other_measures=False, kde=_kde_in_main(res), bounds=_kde_in_main(res)
+                res, other_measures=False, kde=_checks_in_main(res), bounds=_checks_in_main(res)
             )
         )
         + (
             ""
-            if _kde_in_main(res)
+            if _checks_in_main(res)
             else " The bounds' checks and where the KDE and the exact likelihood disagree are "
             "in [@sec:tests]."
         )
@@ -438,7 +438,7 @@ def quantitative_section(doc: Markup, res: Results) -> None:
             "trains it. Which is best per second of training is a different question; "
             "[@sec:equal-compute] answers it by giving every family the same training time."
         )
-    summary = studies_summary(res) if _kde_in_main(res) else ""
+    summary = studies_summary(res) if _checks_in_main(res) else ""
     if summary:
         doc.para("What the numbers can resolve (the studies in the appendix). " + summary)
 

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -69,6 +68,7 @@ from flowlab.evaluate import timed
 
 from .. import pipeline, registry
 from ..common import _jsonable, machine, write_json
+from ..results import nan_from_json
 
 SECONDS = 20.0
 """The default training budget of every run (seconds, compilation included)."""
@@ -323,7 +323,7 @@ def load(results: Path) -> dict | None:
     """The study saved in a results folder (``None`` if it has none), with JSON's ``null``
     (a non-finite number) read back as NaN."""
     path = Path(results) / FOLDER / SUMMARY
-    return _nan(_read_json(path)) if path.exists() else None
+    return nan_from_json(_read_json(path)) if path.exists() else None
 
 
 def _run_id(record: dict) -> list:
@@ -338,14 +338,6 @@ def _read_json(path: Path):
 def _roundtrip(obj):
     """``obj`` as its JSON file reads back (tuples as lists, numpy scalars as numbers)."""
     return json.loads(json.dumps(_jsonable(obj)))
-
-
-def _nan(obj):
-    if isinstance(obj, dict):
-        return {k: _nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan(v) for v in obj]
-    return math.nan if obj is None else obj
 
 
 __all__ = [
