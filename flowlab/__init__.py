@@ -30,10 +30,13 @@ from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import load_model as load_model
 from ._checkpoint import read_header as read_header
 from ._checkpoint import save_model as save_model
+from ._compile import CompileClock as CompileClock
+from ._compile import enable_compile_cache as enable_compile_cache
 from ._fit import History as History
 from ._fit import Trainer as Trainer
 from ._fit import TrainState as TrainState
 from ._fit import fit as fit
+from ._fit_many import fit_many as fit_many
 from ._flow import AbstractFlow as AbstractFlow
 from ._model import LIKELIHOOD_KINDS as LIKELIHOOD_KINDS
 from ._model import AbstractBoundLikelihood as AbstractBoundLikelihood
@@ -143,6 +146,9 @@ __all__ = [
     "default_optimizer",
     "evaluate",
     "fit",
+    "fit_many",
+    "enable_compile_cache",
+    "CompileClock",
     "flow_solve",
     "get_sde",
     "likelihood_kind",

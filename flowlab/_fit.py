@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ._checkpoint import atomic_write_text, load_checkpoint, read_header, save_checkpoint
 from ._checks import check_count, check_points
+from ._compile import CompileClock
 from ._model import AbstractModel, trainable_filter
 from ._typing import Array, Key, Points
 from .objectives import AbstractObjective, AbstractStatefulObjective
@@ -71,6 +72,9 @@ class History:
             same key. ``holdout_loss - train_eval_loss`` is the generalisation gap, free of
             the EMA and of the objective's Monte Carlo noise (empty in histories saved
             before it was recorded).
+        compile_time: seconds of ``wall_time`` spent compiling (tracing, lowering, and
+            XLA's compile or the persistent cache's load; :class:`flowlab.CompileClock`),
+            resumes included: ``wall_time[-1] - compile_time`` is the run without it.
     """
 
     step: list[int] = dataclasses.field(default_factory=list)
@@ -81,6 +85,7 @@ class History:
     step_losses: list[float] = dataclasses.field(default_factory=list)
     step_aux: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     train_eval_loss: list[float] = dataclasses.field(default_factory=list)
+    compile_time: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -288,29 +293,34 @@ def fit(
 
     t_start = time.perf_counter() - elapsed
     step = start_step
-    while step < steps:
-        n = min(eval_every, steps - step)
-        chunk = step // eval_every
-        state, losses, aux = trainer.run(state, train_data, jax.random.fold_in(train_key, chunk), n)
-        step += n
-        current = trainer.model(state)
-        holdout = _holdout_loss(current, loss_fn, holdout_rep, eval_key)
-        train_eval = _holdout_loss(current, loss_fn, train_rep, eval_key)[0]
-        history.train_eval_loss.append(float(train_eval))
-        _record(history, step, np.asarray(losses), aux, holdout, metrics, current)
-        history.wall_time.append(time.perf_counter() - t_start)
-        if not math.isfinite(history.train_loss[-1]):
-            raise FloatingPointError(
-                f"training loss became non-finite between steps {step - n} and {step}; "
-                "lower the learning rate or (for maximum likelihood) loosen the solver"
+    with CompileClock() as clock:
+        compiled_before = history.compile_time
+        while step < steps:
+            n = min(eval_every, steps - step)
+            chunk = step // eval_every
+            state, losses, aux = trainer.run(
+                state, train_data, jax.random.fold_in(train_key, chunk), n
             )
-        if checkpoint is not None:
-            header = {**config, "step": step, "history": history.to_dict()}
-            save_checkpoint(checkpoint, state, header)
-        if bar is not None:
-            _show(bar, n, history)
-        if callback is not None and callback(step, history):
-            break
+            step += n
+            current = trainer.model(state)
+            holdout = _holdout_loss(current, loss_fn, holdout_rep, eval_key)
+            train_eval = _holdout_loss(current, loss_fn, train_rep, eval_key)[0]
+            history.train_eval_loss.append(float(train_eval))
+            _record(history, step, np.asarray(losses), aux, holdout, metrics, current)
+            history.wall_time.append(time.perf_counter() - t_start)
+            history.compile_time = compiled_before + clock.seconds
+            if not math.isfinite(history.train_loss[-1]):
+                raise FloatingPointError(
+                    f"training loss became non-finite between steps {step - n} and {step}; "
+                    "lower the learning rate or (for maximum likelihood) loosen the solver"
+                )
+            if checkpoint is not None:
+                header = {**config, "step": step, "history": history.to_dict()}
+                save_checkpoint(checkpoint, state, header)
+            if bar is not None:
+                _show(bar, n, history)
+            if callback is not None and callback(step, history):
+                break
     if bar is not None:
         bar.close()
     return trainer.model(state), history
@@ -347,6 +357,13 @@ def _resume(checkpoint, config: dict, state):
     """The training state and history saved in ``checkpoint``, after checking that it was
     written by the same run (hyperparameters, objective, optimiser); a ``ValueError`` that
     shows the differences otherwise."""
+    header, state = _load_run(checkpoint, config, state)
+    return state, History.from_dict(header["history"]), header["step"]
+
+
+def _load_run(checkpoint, config: dict, like):
+    """``(header, state)`` of ``checkpoint`` when its header matches ``config`` (else a
+    ``ValueError`` showing the differences); the state shaped ``like``."""
     header = read_header(checkpoint)  # compare the run first, then load its arrays
     saved = {k: header.get(k) for k in config}
     if saved != config:
@@ -356,8 +373,7 @@ def _resume(checkpoint, config: dict, state):
             f"checkpoint {checkpoint} was written by a run with a different "
             f"{', '.join(diff)}:\n{lines}\nuse another output path or delete the checkpoint"
         )
-    header, state = load_checkpoint(checkpoint, state)
-    return state, History.from_dict(header["history"]), header["step"]
+    return load_checkpoint(checkpoint, like)
 
 
 def _record(history: History, step: int, losses, aux, holdout, metrics: dict, current) -> None:
