@@ -86,3 +86,29 @@ def bench_torchcfm(session: nox.Session) -> None:
     session.install("-c", constraints, "torch==2.13.0", "torchcfm")
     session.install("-c", constraints, "-e", ".")
     session.run("python", "benchmarks/torchcfm_side_by_side.py", *session.posargs)
+
+
+FLOWJAX = "flowjax==19.1.2"
+
+
+@nox.session
+def bench_flowjax(session: nox.Session) -> None:
+    """Optional side by side: time to a target exact hold-out NLL, flowjax's spline flows
+    (coupling and masked autoregressive) beside flowlab's flow matching (flowjax is never a
+    flowlab dependency; it is installed only in this session's virtualenv)."""
+    # flowlab first; then flowjax under a constraint that holds jax, jaxlib, equinox and
+    # optax at the versions flowlab brought (flowjax 19.1.2 asks only jax>=0.7, equinox>=0.11,
+    # optax, paramax, lineax): pip fails rather than moving them.
+    session.install("-e", ".")
+    pins = session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m; "
+        "print('\\n'.join(f'{d}=={m.version(d)}' for d in ('jax', 'jaxlib', 'equinox', 'optax')))",
+        silent=True,
+    )
+    constraints = f"{session.create_tmp()}/jax-constraint.txt"
+    with open(constraints, "w") as f:
+        f.write(pins)
+    session.install("-c", constraints, FLOWJAX)
+    session.run("python", "benchmarks/flowjax_side_by_side.py", *session.posargs)
