@@ -1,0 +1,105 @@
+"""The compile clock (seconds from JAX's compile events, overlaps counted once) and the
+persistent compilation cache (a second process loads what the first compiled)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import flowlab
+from flowlab._compile import COMPILE_EVENTS, CompileClock
+
+
+def test_overlapping_compile_spans_count_once():
+    clock = CompileClock()
+    for start, end in [(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.7)]:
+        clock._listen(COMPILE_EVENTS[0], start, end)
+    clock._listen("/jax/something/else", 10.0, 20.0)
+    assert clock.seconds == pytest.approx(4.0)
+
+
+def test_the_clock_sees_a_compile_and_not_a_cached_call():
+    @jax.jit
+    def f(x):
+        return jnp.sin(x) @ jnp.cos(x).T + 17.25  # a program no other test compiles
+
+    x = jnp.ones((3, 3))
+    with CompileClock() as first:
+        f(x).block_until_ready()
+    with CompileClock() as second:
+        f(x).block_until_ready()
+    assert first.count == 1 and first.seconds > 0
+    assert second.count == 0 and second.seconds == 0
+
+
+def test_fit_reports_its_compile_time_within_its_wall_time():
+    train, holdout = flowlab.datasets.split("pinwheel", jax.random.key(0))
+    model = flowlab.CNF(flowlab.nn.MLPVectorField(2, width=8, depth=1, key=jax.random.key(1)))
+    _, history = flowlab.fit(
+        model,
+        flowlab.FlowMatching(),
+        train,
+        holdout,
+        key=jax.random.key(2),
+        steps=20,
+        batch_size=32,
+        eval_every=10,
+        progress=False,
+    )
+    assert 0 < history.compile_time < history.wall_time[-1]
+
+
+CACHED = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp
+    from jax import monitoring
+    import flowlab
+    folder = flowlab.enable_compile_cache(sys.argv[1])
+    hits = []
+    monitoring.register_event_listener(
+        lambda e, **k: hits.append(e) if e == "/jax/compilation_cache/cache_hits" else None)
+    f = jax.jit(lambda x: jnp.tanh(x) * 3.5 + x @ x.T)
+    with flowlab.CompileClock() as clock:
+        f(jnp.ones((4, 4))).block_until_ready()
+    print(json.dumps({"folder": str(folder), "hits": len(hits), "compiles": clock.count}))
+    """
+)
+
+
+def test_a_second_process_loads_the_cached_program(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "FLOWLAB_COMPILE_CACHE"}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", CACHED, str(tmp_path / "cache")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0]["hits"] == 0 and runs[1]["hits"] >= 1  # the jit and its small helpers
+    assert runs[0]["folder"] == str(tmp_path / "cache") and any((tmp_path / "cache").iterdir())
+
+
+def test_the_cache_folder_is_the_users_to_choose(tmp_path, monkeypatch):
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv("FLOWLAB_COMPILE_CACHE", "off")
+        assert flowlab.enable_compile_cache() is None
+        monkeypatch.setenv("FLOWLAB_COMPILE_CACHE", str(tmp_path / "mine"))
+        assert flowlab.enable_compile_cache() == tmp_path / "mine"
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        with pytest.raises(ValueError, match="cannot be created"):
+            flowlab.enable_compile_cache(blocker / "sub")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
