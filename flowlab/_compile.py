@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 from jax import monitoring
+from jax.experimental.compilation_cache import compilation_cache as _jax_cache
 
 __all__ = ["CompileClock", "compile_cache_dir", "enable_compile_cache"]
 
@@ -48,8 +49,9 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> Path | None:
     """Turn on JAX's persistent compilation cache in ``path``; return the folder (``None``
     when turned off).
 
-    Without ``path``: the environment variable ``FLOWLAB_COMPILE_CACHE`` when set (``0`` or
-    ``off`` turns the cache off; anything else is the folder), else JAX's own
+    Called again with another folder (or turned off), the cache moves there from the next
+    compile on. Without ``path``: the environment variable ``FLOWLAB_COMPILE_CACHE`` when
+    set (``0`` or ``off`` turns the cache off; anything else is the folder), else JAX's own
     ``JAX_COMPILATION_CACHE_DIR`` when set, else ``~/.cache/flowlab/jax`` (under
     ``XDG_CACHE_HOME`` when that is set). Every program is cached, however quick its
     compile (JAX's default skips those under a second, which on a CPU is most of
@@ -61,6 +63,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> Path | None:
     if path is None:
         env = os.environ.get(ENV_DIR)
         if env is not None and env.strip().lower() in ("0", "off", "false", "no", ""):
+            _use(None)
             return None
         path = env or os.environ.get("JAX_COMPILATION_CACHE_DIR") or _default_dir()
     folder = Path(path).expanduser()
@@ -71,10 +74,18 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> Path | None:
             f"the compilation cache folder {str(folder)!r} cannot be created ({err}); "
             f"pass another path or set {ENV_DIR}=off"
         ) from err
-    jax.config.update("jax_compilation_cache_dir", str(folder))
+    _use(str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
+
+
+def _use(folder: str | None) -> None:
+    """Point JAX's cache at ``folder`` (``None``: off), re-opening it when it moves (JAX
+    opens its cache once, at the first compile)."""
+    if jax.config.jax_compilation_cache_dir != folder:
+        jax.config.update("jax_compilation_cache_dir", folder)
+        _jax_cache.reset_cache()
 
 
 class CompileClock:

@@ -75,6 +75,9 @@ class History:
         compile_time: seconds of ``wall_time`` spent compiling (tracing, lowering, and
             XLA's compile or the persistent cache's load; :class:`flowlab.CompileClock`),
             resumes included: ``wall_time[-1] - compile_time`` is the run without it.
+        runs: how many runs trained in the same program (:func:`flowlab.fit_many`; 1 for
+            :func:`flowlab.fit`). ``wall_time`` and ``compile_time`` are the program's,
+            shared by its runs: ``wall_time[-1] / runs`` is this run's share.
     """
 
     step: list[int] = dataclasses.field(default_factory=list)
@@ -86,6 +89,7 @@ class History:
     step_aux: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     train_eval_loss: list[float] = dataclasses.field(default_factory=list)
     compile_time: float = 0.0
+    runs: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

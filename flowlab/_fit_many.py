@@ -323,7 +323,7 @@ def fit_many(
     state = _init_many(
         batch, static_arrays, _place(stack(params), mesh), train, init_keys, train_batched
     )
-    histories = [History(metrics={name: [] for name in m}) for m in run_metrics]
+    histories = [History(metrics={name: [] for name in m}, runs=n_runs) for m in run_metrics]
     active = np.ones(n_runs, bool)
     start_step = 0
     if checkpoint is not None and Path(checkpoint).exists():

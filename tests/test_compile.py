@@ -94,12 +94,17 @@ def test_the_cache_folder_is_the_users_to_choose(tmp_path, monkeypatch):
     try:
         monkeypatch.setenv("FLOWLAB_COMPILE_CACHE", "off")
         assert flowlab.enable_compile_cache() is None
+        assert jax.config.jax_compilation_cache_dir is None
         monkeypatch.setenv("FLOWLAB_COMPILE_CACHE", str(tmp_path / "mine"))
         assert flowlab.enable_compile_cache() == tmp_path / "mine"
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+        # the cache moved: the next compile lands in the new folder
+        jax.jit(lambda x: x * 41.5 - 2)(jnp.ones(7)).block_until_ready()
+        assert any((tmp_path / "mine").iterdir())
         blocker = tmp_path / "file"
         blocker.write_text("")
         with pytest.raises(ValueError, match="cannot be created"):
             flowlab.enable_compile_cache(blocker / "sub")
     finally:
-        jax.config.update("jax_compilation_cache_dir", before)
+        if before:
+            flowlab.enable_compile_cache(before)

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
 
@@ -55,35 +58,101 @@ def family_rows(families) -> dict:
     return {fam: (fam, None) for fam in families}
 
 
-def train_cell(
-    name: str,
-    seed: int,
-    budgets: Mapping[str, dict],
-    out: Path,
-    *,
-    script: str,
-    progress: bool = True,
-    fresh: bool = False,
-    log=print,
-):
-    """Train (or reuse from ``out/models/<name>/seed<seed>/<family>``) every family of
-    ``budgets`` on one cell. Returns ``(models, histories, call_seconds)``."""
-    run_args = argparse.Namespace(dataset=name, seed=seed)
-    train, holdout, keys, _ = pipeline.prepare(script, run_args, {})
-    models, hists, call_s = {}, {}, {}
-    for fam, hp in budgets.items():
-        _, _, _, hp = pipeline.prepare(fam, run_args, hp)
-        index = list(FAMILIES).index(fam)
-        fam_keys = dict(keys, train=jax.random.fold_in(keys["train"], index))
-        folder = out / "models" / name / f"seed{seed}" / fam
-        models[fam], hists[fam], call_s[fam] = pipeline.fit_or_load(
-            hp, train, holdout, fam_keys, folder, progress=progress, fresh=fresh
-        )
-        log(
-            f"[{script}] {name} seed {seed} {fam}: {hists[fam].step[-1]} steps, "
-            f"{hists[fam].wall_time[-1]:.1f} s training ({call_s[fam]:.1f} s this call)"
-        )
-    return models, hists, call_s
+def _cell_runs(names, seeds: int, budgets: Mapping[str, dict], out: Path, script: str):
+    """Every (dataset, seed, family) run of a grid: its data, keys, hyperparameters and
+    folder, in the grid's order (seed by seed, dataset by dataset)."""
+    runs = []
+    for seed in range(seeds):
+        for name in names:
+            run_args = argparse.Namespace(dataset=name, seed=seed)
+            train, holdout, keys, _ = pipeline.prepare(script, run_args, {})
+            for fam, hp in budgets.items():
+                _, _, _, hp = pipeline.prepare(fam, run_args, hp)
+                index = list(FAMILIES).index(fam)
+                runs.append(
+                    dict(
+                        name=name, seed=seed, family=fam, hp=hp, train=train,
+                        holdout=holdout,
+                        keys=dict(keys, train=jax.random.fold_in(keys["train"], index)),
+                        folder=out / "models" / name / f"seed{seed}" / fam,
+                    )
+                )  # fmt: skip
+    return runs
+
+
+def _batches(runs: list[dict]) -> list[list[dict]]:
+    """``runs`` of one family grouped into batches that can share one program: the same
+    architecture and static fields (e.g. an EBM's data box, which differs by data set),
+    objective and optimiser. Each run gets its ``model``."""
+    groups: list[list[dict]] = []
+    for r in runs:
+        r["model"] = pipeline.build_model(r["hp"])
+        shared = _shared_part(r)
+        for g in groups:
+            if eqx.tree_equal(shared, _shared_part(g[0])) is True:
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    return groups
+
+
+def _shared_part(r: dict):
+    hp = r["hp"]
+    static = eqx.filter(r["model"], eqx.is_array, inverse=True)
+    fit = {k: hp[k] for k in ("steps", "batch_size", "eval_every", "ema_decay")}
+    return static, repr(build_objective(hp)), repr(pipeline.build_optimizer(hp)), fit
+
+
+def train_grid(
+    names, seeds: int, budgets: Mapping[str, dict], out: Path, *, script: str,
+    progress: bool = True, fresh: bool = False, log=print,
+) -> dict:  # fmt: skip
+    """Train (or reuse from ``out/models/<dataset>/seed<k>/<family>``) every family on every
+    (dataset, seed) cell. A family's runs train as one program (:func:`flowlab.fit_many`:
+    run r gives the numbers it would alone) in as few batches as their architectures allow;
+    an interrupted batch resumes from ``out/models/batches/``. Returns ``{(dataset, seed):
+    (models, histories, seconds)}``, each by family; a run's seconds are its share of its
+    batch's training time."""
+    cells: dict = {}
+    all_runs = _cell_runs(names, seeds, budgets, out, script)
+    for fam in budgets:
+        pending = []
+        for r in (r for r in all_runs if r["family"] == fam):
+            t0 = time.perf_counter()
+            done = pipeline.load_finished(r["hp"], r["folder"], fresh=fresh)
+            if done is None:
+                pending.append(r)
+            else:
+                _note(cells, r, *done, time.perf_counter() - t0)
+        for batch in _batches(pending):
+            t0 = time.perf_counter()
+            ckpt = out / "models" / "batches" / f"{fam}-{_digest([r['hp'] for r in batch])}.eqx"
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            trained = pipeline.fit_batch(batch, ckpt, progress=progress)
+            share = (time.perf_counter() - t0) / len(batch)
+            for r, (model, history) in zip(batch, trained, strict=True):
+                _note(cells, r, model, history, share)
+            h = trained[0][1]
+            log(
+                f"[{script}] {fam}: {len(batch)} run(s) as one program, {h.step[-1]} steps, "
+                f"{h.wall_time[-1]:.1f} s training ({h.compile_time:.1f} s compiling)"
+            )
+    return cells
+
+
+def _note(cells: dict, r: dict, model, history, seconds: float) -> None:
+    models, hists, call_s = cells.setdefault((r["name"], r["seed"]), ({}, {}, {}))
+    models[r["family"]], hists[r["family"]], call_s[r["family"]] = model, history, seconds
+
+
+def _digest(hps: list[dict]) -> str:
+    return hashlib.sha1(json.dumps(hps, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def train_seconds(history) -> float:
+    """A run's training seconds: its share of the program it trained in."""
+    return history.wall_time[-1] / getattr(history, "runs", 1)
 
 
 def row_record(base: dict, model: str, lik: dict, sm: dict, nfe, sample_s, train_s, steps):
@@ -178,7 +247,7 @@ def evaluate_cell(
         sm = sample_metrics(x, holdout_np, reference, full=True)
         records.append(
             row_record(
-                base, row_name, lik, sm, int(stats.nfe), t_s, hist.wall_time[-1], hist.step[-1]
+                base, row_name, lik, sm, int(stats.nfe), t_s, train_seconds(hist), hist.step[-1]
             )
         )
         details[row_name] = dict(
@@ -255,20 +324,21 @@ def run_grid(
     names, seeds: int, budgets: Mapping[str, dict], settings: dict, rows: RowSpec, out: Path,
     *, script: str, progress: bool = True, fresh: bool = False,
 ) -> GridRun:  # fmt: skip
-    """Train and evaluate every (dataset, seed) cell, saving each cell's arrays (and, for
-    seed 0, its density grids) under ``out`` as it finishes. Seed by seed (every dataset of
-    seed 0 first), so that an interrupted grid holds whole seeds."""
+    """Train every (dataset, seed) cell (:func:`train_grid`: each family's runs as one
+    program), then evaluate the cells seed by seed, saving each cell's arrays (and, for seed
+    0, its density grids) under ``out`` as it finishes."""
     run = GridRun()
+    trained = train_grid(names, seeds, budgets, out, script=script, progress=progress,
+                         fresh=fresh)  # fmt: skip
     for seed in range(seeds):
         for name in names:
-            run_cell(run, name, seed, budgets, settings, rows, out,
-                     script=script, progress=progress, fresh=fresh)  # fmt: skip
+            run_cell(run, name, seed, trained[name, seed], budgets, settings, rows, out)
     return run
 
 
-def run_cell(run: GridRun, name: str, seed: int, budgets, settings, rows, out: Path, **train_kw):
-    """One cell of :func:`run_grid`: train (or reuse), evaluate, save, print, time."""
-    models, hists, call_s = train_cell(name, seed, budgets, out, **train_kw)
+def run_cell(run: GridRun, name: str, seed: int, trained, budgets, settings, rows, out: Path):
+    """One cell of :func:`run_grid`: evaluate its trained models, save, print, time."""
+    models, hists, call_s = trained
     run.timings["train_s"].update({f"{name}/seed{seed}/{f}": s for f, s in call_s.items()})
     t0 = time.perf_counter()
     cell_rows, arrays, details = evaluate_cell(name, seed, models, hists, settings, rows)

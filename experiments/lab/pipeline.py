@@ -97,27 +97,53 @@ def default_training_metrics(model, holdout, keys) -> dict:
     return {}
 
 
+def _paths(folder: Path) -> tuple[Path, Path, Path]:
+    return folder / "checkpoint.eqx", folder / "model.eqx", folder / "history.json"
+
+
+def load_finished(hp: dict, folder: Path, *, fresh: bool):
+    """``(model, history)`` of the finished run of ``hp`` saved in ``folder``, or ``None``
+    (nothing there, other hyperparameters, or ``fresh``: then its files are removed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt, model_path, history_path = _paths(folder)
+    if fresh:
+        for path in (ckpt, model_path, history_path):
+            path.unlink(missing_ok=True)
+    if model_path.exists() and history_path.exists():
+        saved = flowlab.read_header(model_path).get("hyperparameters")
+        if saved == json.loads(json.dumps(hp)):
+            model, _ = flowlab.load_model(model_path)
+            return model, flowlab.History.load(history_path)
+    return None
+
+
+def _fit_kwargs(hp: dict, progress: bool) -> dict:
+    return dict(
+        steps=hp["steps"],
+        batch_size=hp["batch_size"],
+        optimizer=build_optimizer(hp),
+        eval_every=hp["eval_every"],
+        ema_decay=hp["ema_decay"],
+        progress=progress,
+    )
+
+
+def _save_finished(hp: dict, folder: Path, model, history) -> None:
+    _, model_path, history_path = _paths(folder)
+    history.save(history_path)
+    flowlab.save_model(model_path, model, hp)
+
+
 def fit_or_load(
     hp: dict, train, holdout, keys, folder: Path, *, progress: bool, fresh: bool, metrics=None
 ):
     """Train the model of ``hp`` in ``folder`` (resuming from its checkpoint), or load it
     when ``folder`` holds a finished run with the same hyperparameters; returns ``(model,
     history, seconds this call took)``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ckpt, model_path, history_path = (
-        folder / "checkpoint.eqx",
-        folder / "model.eqx",
-        folder / "history.json",
-    )
-    if fresh:
-        for path in (ckpt, model_path, history_path):
-            path.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    if model_path.exists() and history_path.exists():
-        saved = flowlab.read_header(model_path).get("hyperparameters")
-        if saved == json.loads(json.dumps(hp)):
-            model, _ = flowlab.load_model(model_path)
-            return model, flowlab.History.load(history_path), time.perf_counter() - t0
+    done = load_finished(hp, folder, fresh=fresh)
+    if done is not None:
+        return (*done, time.perf_counter() - t0)
     model = build_model(hp)
     if metrics is None:
         metrics = default_training_metrics(model, holdout, keys)
@@ -127,19 +153,37 @@ def fit_or_load(
         train,
         holdout,
         key=keys["train"],
-        steps=hp["steps"],
-        batch_size=hp["batch_size"],
-        optimizer=build_optimizer(hp),
-        eval_every=hp["eval_every"],
-        ema_decay=hp["ema_decay"],
         metrics=metrics,
-        checkpoint=ckpt,
+        checkpoint=_paths(folder)[0],
         hyperparameters=hp,
-        progress=progress,
+        **_fit_kwargs(hp, progress),
     )
-    history.save(history_path)
-    flowlab.save_model(model_path, model, hp)
+    _save_finished(hp, folder, model, history)
     return model, history, time.perf_counter() - t0
+
+
+def fit_batch(runs: list[dict], checkpoint: Path, *, progress: bool):
+    """Train runs of one family and architecture as one program (:func:`flowlab.fit_many`),
+    each as :func:`fit_or_load` would alone (same keys, metrics and outputs in its
+    ``folder``). ``runs``: dicts with ``hp``, ``train``, ``holdout``, ``keys``, ``folder``
+    and ``model`` (built from ``hp``). The batch checkpoints to ``checkpoint`` (resumed when
+    there, removed when done). Returns ``[(model, history)]`` in the order of ``runs``."""
+    hps = [r["hp"] for r in runs]
+    models, histories = flowlab.fit_many(
+        [r["model"] for r in runs],
+        build_objective(hps[0]),
+        [r["train"] for r in runs],
+        [r["holdout"] for r in runs],
+        keys=[r["keys"]["train"] for r in runs],
+        metrics=[default_training_metrics(r["model"], r["holdout"], r["keys"]) for r in runs],
+        checkpoint=checkpoint,
+        hyperparameters=hps,
+        **_fit_kwargs(hps[0], progress),
+    )
+    for r, model, history in zip(runs, models, histories, strict=True):
+        _save_finished(r["hp"], r["folder"], model, history)
+    checkpoint.unlink(missing_ok=True)
+    return list(zip(models, histories, strict=True))
 
 
 def train_model(family_name: str, args, hp: dict, train, holdout, keys, *, metrics=None):
@@ -214,6 +258,7 @@ def run(
         "steps": hp["steps"],
         **ev.metrics,
         "train_time_s": history.wall_time[-1],
+        "train_compile_s": history.compile_time,
         "train_steps_per_s": hp["steps"] / history.wall_time[-1],
         "fit_call_s": fit_call_s,
         "final_holdout": {k: v[-1] for k, v in history.metrics.items() if v},
