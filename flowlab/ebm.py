@@ -81,7 +81,7 @@ from ._protocols import AbstractEnergyModel
 from ._quadrature import evaluate_on_rule, log_integral
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Values
-from .nn import get_activation
+from .nn import get_activation, mlp
 from .samplers import Langevin
 
 __all__ = ["EBM", "data_box", "energy_mlp"]
@@ -98,7 +98,7 @@ def energy_mlp(
     """A scalar energy network $\\mathbb{R}^d \\to \\mathbb{R}$: an ``eqx.nn.MLP`` with a
     smooth activation (smooth energies give smooth scores for Langevin dynamics and
     fast-converging quadrature)."""
-    return eqx.nn.MLP(
+    return mlp(
         in_size=data_size,
         out_size="scalar",
         width_size=width,

@@ -31,7 +31,7 @@ from ._model import AbstractModel
 from ._ode import Stats
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Values
-from .nn import ACTIVATIONS
+from .nn import ACTIVATIONS, mlp
 
 __all__ = [
     "GAN",
@@ -112,10 +112,10 @@ class GAN(AbstractModel):
         check_count(width, "width")
         check_count(depth, "depth")
         k_gen, k_disc = jax.random.split(key)
-        generator = eqx.nn.MLP(
+        generator = mlp(
             latent_size, data_size, width, depth, _activation(generator_activation), key=k_gen
         )
-        discriminator = eqx.nn.MLP(
+        discriminator = mlp(
             data_size, "scalar", width, depth, _activation(discriminator_activation), key=k_disc
         )
         return cls(

@@ -15,7 +15,14 @@ import jax.numpy as jnp
 
 from ._typing import Key, Point, Time
 
-__all__ = ["ACTIVATIONS", "MLPVectorField", "FourierTimeEmbedding", "get_activation"]
+__all__ = [
+    "ACTIVATIONS",
+    "FourierTimeEmbedding",
+    "Linear",
+    "MLPVectorField",
+    "get_activation",
+    "mlp",
+]
 
 ACTIVATIONS: dict[str, Callable] = {
     "silu": jax.nn.silu,
@@ -37,6 +44,45 @@ def get_activation(name: str | Callable) -> Callable:
         raise ValueError(
             f"unknown activation {name!r}; expected one of: {', '.join(ACTIVATIONS)}"
         ) from None
+
+
+class Linear(eqx.nn.Linear):
+    r"""``eqx.nn.Linear`` computing ``x @ W.T + b`` (``eqx.nn.Linear`` computes ``W @ x``).
+
+    The same layer, parameters and result (to float rounding); only the product's form
+    differs, and that matters when many runs train as one program
+    (:func:`flowlab.fit_many`): the per-example products of R stacked networks become one
+    batched matrix product, which XLA's CPU backend runs 2-2.5x slower in ``W @ x`` form
+    than in this one (width 64, batch 1024; ``benchmarks/batched.py``). Every network
+    flowlab builds uses it (:func:`mlp`).
+    """
+
+    def __call__(self, x, *, key=None):
+        if self.in_features == "scalar":
+            if jnp.shape(x) != ():
+                raise ValueError(f"x must have scalar shape, got {jnp.shape(x)}")
+            x = jnp.broadcast_to(x, (1,))
+        y = x @ self.weight.T
+        if self.bias is not None:
+            y = y + self.bias
+        if self.out_features == "scalar":
+            y = jnp.squeeze(y)
+        return y
+
+
+def _as_linear(layer: eqx.nn.Linear) -> Linear:
+    new = object.__new__(Linear)
+    for name in ("weight", "bias", "in_features", "out_features", "use_bias"):
+        object.__setattr__(new, name, getattr(layer, name))
+    return new
+
+
+def mlp(in_size, out_size, width_size: int, depth: int, activation: Callable, *, key: Key):
+    """``eqx.nn.MLP(in_size, out_size, width_size, depth, activation, key=key)`` (the same
+    initial weights) with its layers as :class:`Linear`."""
+    net = eqx.nn.MLP(in_size, out_size, width_size, depth, activation, key=key)
+    layers = tuple(_as_linear(layer) for layer in net.layers)
+    return eqx.tree_at(lambda m: m.layers, net, layers)
 
 
 class FourierTimeEmbedding(eqx.Module):
@@ -95,7 +141,7 @@ class MLPVectorField(eqx.Module):
             )
         self.data_size = data_size
         self.time_embedding = FourierTimeEmbedding(tuple(float(f) for f in time_frequencies))
-        self.mlp = eqx.nn.MLP(
+        self.mlp = mlp(
             in_size=data_size + self.time_embedding.size,
             out_size=data_size,
             width_size=width,

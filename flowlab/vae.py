@@ -71,7 +71,7 @@ from ._protocols import AbstractLatentModel
 from ._quadrature import tensor_product, trapezoid_rule
 from ._standardize import Standardize, resolve_data_size
 from ._typing import Array, Key, Point, Points, Values
-from .nn import get_activation
+from .nn import get_activation, mlp
 from .samplers import Decoder
 
 __all__ = ["VARIANCES", "AbstractVAE", "BoundVAE", "VAE", "Variance"]
@@ -227,8 +227,8 @@ class AbstractVAE(AbstractLatentModel, AbstractBoundLikelihood):
         act = get_activation(activation)
         variance = Variance.of(variance)
         out = 2 * data_size if variance is Variance.PER_LATENT else data_size
-        encoder = eqx.nn.MLP(data_size, 2 * latent_size, width, depth, act, key=k_enc)
-        decoder = eqx.nn.MLP(latent_size, out, width, depth, act, key=k_dec)
+        encoder = mlp(data_size, 2 * latent_size, width, depth, act, key=k_enc)
+        decoder = mlp(latent_size, out, width, depth, act, key=k_dec)
         kwargs = dict(latent_size=latent_size, data_size=data_size, standardize=standardize)
         if cls is BoundVAE or latent_size > MAX_QUADRATURE_LATENT:
             for name in ("quadrature_size", "quadrature_bound"):
