@@ -112,19 +112,35 @@ def bench_sample(model, n, repeats, sampler=None):
 
 
 def fit_checking_nll(
-    model, objective, train, holdout, *, key, hp, eval_every, stop=None, on_check=None
+    model,
+    objective,
+    train,
+    holdout,
+    *,
+    key,
+    hp,
+    eval_every,
+    stop=None,
+    on_check=None,
+    optimizer=None,
+    scored=None,
 ):
     """:func:`flowlab.fit` of ``model`` with ``hp`` (steps, batch_size, lr, ema_decay; the
-    default optimiser) that checks the exact hold-out NLL every ``eval_every`` steps.
+    default optimiser unless ``optimizer`` is given) that checks the exact hold-out NLL
+    every ``eval_every`` steps.
 
     Returns ``(model, curve)``: one dict per check with ``step``, ``wall_s`` (fit's wall
     time: compile and checks included), ``train_s`` (the same without the NLL checks),
     ``holdout_nll`` and ``nfe`` (of that check's solve). ``on_check(point)`` is called after
-    each check; training ends early when ``stop(point)`` is true."""
+    each check; training ends early when ``stop(point)`` is true. ``scored(model, step)``,
+    when given, is the model whose NLL is checked (e.g. a bias-corrected EMA); its time
+    counts as a check's."""
     eval_s, curve = [0.0], []
 
     def holdout_nll(m):
         t = time.perf_counter()
+        if scored is not None:
+            m = scored(m, min(eval_every * (len(curve) + 1), hp["steps"]))
         lp, stats = m.log_prob_with_stats(holdout)
         value = -float(jnp.mean(lp))
         eval_s[0] += time.perf_counter() - t
@@ -146,7 +162,9 @@ def fit_checking_nll(
         key=key,
         steps=hp["steps"],
         batch_size=hp["batch_size"],
-        optimizer=flowlab.default_optimizer(hp["steps"], hp["lr"]),
+        optimizer=(
+            flowlab.default_optimizer(hp["steps"], hp["lr"]) if optimizer is None else optimizer
+        ),
         eval_every=eval_every,
         ema_decay=hp["ema_decay"],
         metrics={"holdout_nll": holdout_nll},
