@@ -75,9 +75,8 @@ COMMON = dict(family="cnf_fm", steps=12_000, ema_decay=0.999, coupling=None)
 def objective(hp):
     if hp["family"] != "cnf_fm":
         return registry.family(hp["family"]).objective(hp)
-    if hp["coupling"] is None:
-        return flowlab.FlowMatching()
-    return flowlab.FlowMatching(coupling=couplings.Sinkhorn())
+    coupling = None if hp["coupling"] is None else couplings.Sinkhorn()
+    return flowlab.FlowMatching(coupling=coupling, time_power=hp.get("time_power", 1.0))
 
 
 def run(name: str, dataset: str, quick: bool) -> dict:

@@ -246,8 +246,6 @@ def run_flowlab(dataset, targets, *, max_s, stop_at_targets, seed=0):
     from _models import build, fit_checking_nll
     from lab.registry import family
 
-    import flowlab
-
     jax.clear_caches()
     hp = dict(family("cnf_fm").defaults)
     train, holdout = split(dataset)
@@ -263,7 +261,7 @@ def run_flowlab(dataset, targets, *, max_s, stop_at_targets, seed=0):
 
     _, curve = fit_checking_nll(
         model,
-        flowlab.FlowMatching(),
+        family("cnf_fm").objective(hp),
         train,
         holdout,
         key=jax.random.key(seed),

@@ -257,8 +257,6 @@ def ttq_flowlab(dataset, targets, seed=0):
     from _models import build, fit_checking_nll
     from lab.registry import family
 
-    import flowlab
-
     jax.clear_caches()  # every dataset's clock includes compiling, as a fresh process's would
     hp = dict(family("cnf_fm").defaults)
     train, holdout = _ttq_split(dataset)
@@ -275,7 +273,7 @@ def ttq_flowlab(dataset, targets, seed=0):
 
     _, curve = fit_checking_nll(
         model,
-        flowlab.FlowMatching(),
+        family("cnf_fm").objective(hp),
         train,
         holdout,
         key=jax.random.key(seed),

@@ -122,23 +122,27 @@ FAMILIES: dict[str, Family] = {
     "cnf_fm": Family(
         "cnf_fm",
         "CNF (flow matching)",
-        # chosen for time to quality (issue 13) on all four course datasets, seed 0, quiet
-        # 2-core CPU (benchmarks/defaults.py; table in benchmarks/README.md): this 64x4
-        # field, batch 1024, 24,000 steps at lr 5e-3 ends 0.138 / 0.131 / 0.049 / -0.016 nats
-        # above the true entropy on pinwheel / checkerboard / mixture / spiral after 33-36 s
-        # of training, reaches a gap of 0.30 in 6-9 s, and its exact log_prob of 500 points
-        # takes 75-113 ms; the earlier 128x4 field (12,000 steps) ended 0.151 / 0.147 /
-        # 0.045 / -0.020 in 31-36 s, with 0.28-0.34 s log_prob
+        # chosen for time to quality (issue 13, revised in issue 25; benchmarks/defaults.py
+        # and benchmarks/time_to_quality.py, tables in benchmarks/README.md and
+        # benchmarks/TIME_TO_QUALITY.md): a 64x4 field, 24,000 steps at lr 5e-3 (cosine).
+        # Issue 25 moved batch 1024 -> 256 (a step costs 0.22x), t uniform -> density 2t
+        # (time_power 2) and EMA 0.999 -> 0.998: checkerboard reaches 3.77 / 3.70 nats in
+        # about the same number of steps (4,000 / 6,500-7,500 against 4,250-4,500 /
+        # 5,750-6,500, three seeds) and ends no worse (3.562 / 3.577 against 3.574 / 3.579);
+        # pinwheel / mixture / spiral end within 0.01 nats of batch 1024
         dict(
             steps=24_000,
             width=64,
             depth=4,
-            batch_size=1024,
+            batch_size=256,
             lr=5e-3,
-            ema_decay=0.999,
+            ema_decay=0.998,
+            time_power=2.0,
             eval_every=1000,
         ),
-        objective=lambda hp: flowlab.FlowMatching(sigma_min=hp.get("sigma_min", 0.0)),
+        objective=lambda hp: flowlab.FlowMatching(
+            sigma_min=hp.get("sigma_min", 0.0), time_power=hp.get("time_power", 1.0)
+        ),
         loss_label="flow-matching loss",
         text=(
             "a continuous normalising flow (CNF) [@grathwohl2019]: an MLP vector field transports "

@@ -33,12 +33,18 @@ class FlowMatching(AbstractObjective):
             pairs, or a coupling from :mod:`flowlab.couplings` (minibatch optimal
             transport: ``ExactOT()``, ``Sinkhorn()``), applied inside the jitted step.
         bridge_sigma: $\sigma$ of the Schrödinger-bridge path (0: the straight path).
+        time_power: $a$ of the time law: $t = u^{1/a}$, $u \sim U(0, 1)$, so $t$ has density
+            $a t^{a-1}$ on $[0, 1]$; 1 is uniform, $a > 1$ weights the regression towards
+            the data end ($t = 1$), where the field is hardest to learn. With $a = 2$ the
+            default CNF reaches a given checkerboard NLL in about as many steps at a
+            quarter of the batch (``benchmarks/TIME_TO_QUALITY.md``).
         holdout_repeats: noise draws per hold-out point in the hold-out loss.
     """
 
     sigma_min: float = eqx.field(static=True, default=0.0)
     coupling: Any = None
     bridge_sigma: float = eqx.field(static=True, default=0.0)
+    time_power: float = eqx.field(static=True, default=1.0)
     holdout_repeats: int = eqx.field(static=True, default=8)
 
     def __check_init__(self):
@@ -47,6 +53,8 @@ class FlowMatching(AbstractObjective):
                 f"expected bridge_sigma >= 0 and not both bridge_sigma and sigma_min, got "
                 f"bridge_sigma={self.bridge_sigma}, sigma_min={self.sigma_min}"
             )
+        if not self.time_power > 0:
+            raise ValueError(f"expected time_power > 0, got {self.time_power!r}")
 
     def __call__(self, model, x: Points, key: Key) -> Array:
         z1 = model.standardizer(x.shape[-1]).forward(x)
@@ -55,6 +63,8 @@ class FlowMatching(AbstractObjective):
         if self.coupling is not None:
             z0, z1 = self.coupling(z0, z1, kc)
         t = jax.random.uniform(kt, (z1.shape[0],), z1.dtype)
+        if self.time_power != 1.0:
+            t = t ** (1.0 / self.time_power)
         if self.bridge_sigma > 0:
             t = jnp.clip(t, 1e-5, 1.0 - 1e-5)[:, None]
             xi = jax.random.normal(kb, z1.shape, z1.dtype)
