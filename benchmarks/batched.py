@@ -15,7 +15,8 @@ baseline is R runs one after another with ``flowlab.fit``: R times the R = 1 tim
 per family and R: ms per step per run, batched and sequential, and the ratio (sequential /
 batched: how much faster each run trains inside the batch), with the compile seconds of the
 batched program. Medians of ``--repeats`` timed calls. Writes ``benchmarks/batched_results.json``
-atomically (with the machine).
+atomically after every family (with the machine), keeping other families' rows from earlier
+invocations. ``--steps-scale`` shortens every family's timed call (e.g. 0.25 for R = 36).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from flowlab._checkpoint import atomic_write_text
 HERE = Path(__file__).resolve().parent
 FAMILIES = ("cnf_fm", "cnf_mle", "diffusion", "ddpm", "dsm", "vae", "gan", "ebm")
 # steps per timed call: about a second of training for one run on 2 cores
-STEPS = {"cnf_mle": 30, "ebm": 100, "vae": 300}
+STEPS = {"cnf_mle": 20, "ebm": 100, "vae": 300}
 DEFAULT_STEPS = 400
 
 
@@ -80,8 +81,8 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(times), first_compile
 
 
-def measure(family: str, run_counts, repeats: int, quick: bool) -> list[dict]:
-    steps = STEPS.get(family, DEFAULT_STEPS) // (3 if quick else 1)
+def measure(family: str, run_counts, repeats: int, quick: bool, scale=1.0) -> list[dict]:
+    steps = max(10, int(STEPS.get(family, DEFAULT_STEPS) * scale) // (3 if quick else 1))
     runs = runs_of(family, max(run_counts))
     hp = runs[0]["hp"]
     objective = registry.build_objective(hp)
@@ -128,17 +129,27 @@ def main(argv=None) -> dict:
     p.add_argument("--runs", nargs="+", type=int, default=None, help="R values")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--steps-scale", type=float, default=1.0, help="scale every family's steps")
     p.add_argument("--out", type=Path, default=HERE / "batched_results.json")
     args = p.parse_args(argv)
     run_counts = args.runs or ([1, 3] if args.quick else [1, 3, 12, 36])
     repeats = 1 if args.quick else args.repeats
     machine = _timing.machine()
-    rows = []
+    write = not args.quick or args.out != HERE / "batched_results.json"
+    # results of earlier invocations for other families are kept (one file, merged by family)
+    saved = json.loads(args.out.read_text()) if write and args.out.exists() else {}
+    runs_by_family = {r["family"]: [] for r in saved.get("rows", [])}
+    for r in saved.get("rows", []):
+        runs_by_family[r["family"]].append(r)
     for fam in args.families:
-        rows += measure(fam, run_counts, repeats, args.quick)
-    out = dict(machine=machine, quick=args.quick, repeats=repeats, rows=rows)
-    if not args.quick or args.out != HERE / "batched_results.json":
-        atomic_write_text(args.out, json.dumps(out, indent=1))
+        runs_by_family[fam] = measure(fam, run_counts, repeats, args.quick, args.steps_scale)
+        rows = [r for fam_rows in runs_by_family.values() for r in fam_rows]
+        out = dict(saved, quick=args.quick, repeats=repeats, rows=rows)
+        out.setdefault("machines", {})
+        out["machines"][fam] = machine
+        if write:  # after every family, so that an interrupted run keeps what it measured
+            atomic_write_text(args.out, json.dumps(out, indent=1))
+    rows = [r for fam in args.families for r in runs_by_family[fam]]
     print("\n| family | R | batched ms/step/run | sequential ms/step/run | speed-up | compile s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -147,7 +158,7 @@ def main(argv=None) -> dict:
             f"{r['sequential_ms_per_step_per_run']:.3f} | {r['speedup']:.2f}x | "
             f"{r['batched_compile_s']:.1f} |"
         )
-    return out
+    return {"rows": rows}
 
 
 if __name__ == "__main__":

@@ -5,16 +5,18 @@ stacked on a leading *run axis* — models, optimiser states, EMAs, objective st
 and, where they differ, the data — and each chunk of steps of all R runs is one
 ``jax.vmap``-ed ``lax.scan`` under one jit. Run ``r`` of a batch follows exactly the
 computation :func:`flowlab.fit` does for it alone (same key splits, same batches, same
-evaluations), so its numbers agree with the lone run's to float rounding. On a CPU this buys
-the 1.4-2x that larger matrix products give small networks; on an accelerator it is one
-launch instead of R. With several devices the run axis is sharded over them (a 1-D
+evaluations), so its numbers agree with the lone run's to float rounding. On a 2-core CPU it
+buys little (flow matching at batch 256: 1.24x per run at R = 3; ``benchmarks/batched.py``),
+since one run's products already keep the cores busy; on an accelerator it is one launch
+instead of R. With several devices the run axis is sharded over them (a 1-D
 ``jax.sharding.Mesh`` named ``"runs"``, ``NamedSharding``): each device trains its share of
 the runs and nothing crosses between them. Under ``jax.distributed`` the same code spans
 hosts (``jax.devices()`` lists every host's devices).
 
 Every family trains this way, maximum likelihood included (its adaptive solves are
 batched: a chunk's solve takes as many steps as the run that needs most, the other runs
-wait, so its gain is smaller). Per-run histories, metrics and early stopping
+wait: 0.8x of one run after another on the CPU), and the EBM on one data set (its data box
+is a static field). Per-run histories, metrics and early stopping
 (``callback`` stops one run: its state is frozen while the others go on), one checkpoint
 for the batch, and exact resumption, as :func:`flowlab.fit`.
 """

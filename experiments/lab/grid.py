@@ -83,7 +83,8 @@ def _cell_runs(names, seeds: int, budgets: Mapping[str, dict], out: Path, script
 def _batches(runs: list[dict]) -> list[list[dict]]:
     """``runs`` of one family grouped into batches that can share one program: the same
     architecture and static fields (e.g. an EBM's data box, which differs by data set),
-    objective and optimiser. Each run gets its ``model``."""
+    objective and optimiser. Each run gets its ``model``. (A run alone trains with
+    :func:`flowlab.fit`, with its own checkpoint, as a script would.)"""
     groups: list[list[dict]] = []
     for r in runs:
         r["model"] = pipeline.build_model(r["hp"])
@@ -125,7 +126,21 @@ def train_grid(
                 pending.append(r)
             else:
                 _note(cells, r, *done, time.perf_counter() - t0)
-        for batch in _batches(pending):
+        batches = _batches(pending) if FAMILIES[fam].batched else [[r] for r in pending]
+        for batch in batches:
+            if len(batch) == 1:
+                r = batch[0]
+                model, history, seconds = pipeline.fit_or_load(
+                    r["hp"], r["train"], r["holdout"], r["keys"], r["folder"],
+                    progress=progress, fresh=False,
+                )  # fmt: skip
+                _note(cells, r, model, history, seconds)
+                log(
+                    f"[{script}] {r['name']} seed {r['seed']} {fam}: {history.step[-1]} steps, "
+                    f"{history.wall_time[-1]:.1f} s training ({history.compile_time:.1f} s "
+                    "compiling)"
+                )
+                continue
             t0 = time.perf_counter()
             ckpt = out / "models" / "batches" / f"{fam}-{_digest([r['hp'] for r in batch])}.eqx"
             ckpt.parent.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,9 @@ class Family:
     script_smoke: dict[str, Any] = dataclasses.field(default_factory=dict)
     # the report's sentence on the family (Typst citations as [@key]; "" for none)
     text: str = ""
+    # whether the grid trains this family's runs as one program (flowlab.fit_many); False
+    # where benchmarks/batched.py measured the batch slower than one run after another
+    batched: bool = True
 
 
 SMOKE = dict(steps=40, width=32, depth=2, batch_size=128, eval_every=20)
@@ -168,6 +171,9 @@ FAMILIES: dict[str, Family] = {
             "is maximised by back-propagating through the solver; sampling solves the same ODE"
         ),
         rows={"cnf_mle": Row("CNF (max. likelihood)")},
+        # its adaptive solves batch into one while loop that runs as long as the slowest
+        # run's: 0.81x of one run after another at R = 3 (benchmarks/batched.py)
+        batched=False,
     ),
     "diffusion": Family(
         "diffusion",

@@ -286,7 +286,10 @@ def training_section(doc: Markup, res: Results, figs: dict, build: Path, shown: 
             "script uses (the appendix lists every setting). Adam with linear warm-up, cosine "
             "decay to 1% and global-norm clipping at 1; MLP = width × depth. Train time: "
             "wall-clock seconds including compilation and hold-out evaluations, on the machine "
-            "in the appendix.",
+            "in the appendix. A family's runs (every dataset and seed) train together as one "
+            "batched program and each run is given an equal share of its time; maximum "
+            "likelihood and the EBM train one run at a time (a batch would wait on its slowest "
+            "adaptive solve; each EBM's quadrature box depends on its data).",
         )
     )
     if figs["training"]:
