@@ -97,9 +97,13 @@ class CompileClock:
     clock are counted.
 
     Example:
+        >>> import jax, jax.numpy as jnp
+        >>> f = jax.jit(lambda x: jnp.sin(x) * 2.5)
+        >>> x = jnp.ones(3)
         >>> with CompileClock() as clock:
-        ...     f(x)
-        >>> clock.seconds
+        ...     y = f(x).block_until_ready()
+        >>> clock.count, clock.seconds > 0
+        (1, True)
     """
 
     def __init__(self) -> None:

@@ -140,7 +140,8 @@ _ACTIVATIONS = {"silu": "SiLU", "leaky_relu": "leaky ReLU", "relu": "ReLU", "tan
 # How a family's default was chosen, where its registry entry documents it (cited only
 # beside a run at that default).
 DEFAULT_PROVENANCE = {
-    "cnf_fm": "chosen for time to quality on the four course datasets (benchmarks/defaults.py)",
+    "cnf_fm": "chosen for time to quality on checkerboard, three seeds, and checked on the other "
+    "three datasets, one seed (benchmarks/time_to_quality.py)",
     "diffusion": "chosen for time to quality and likelihood cost on pinwheel "
     "(benchmarks/defaults.py)",
 }
