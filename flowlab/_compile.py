@@ -91,7 +91,7 @@ def _use(folder: str | None) -> None:
 class CompileClock:
     """Seconds spent compiling while the clock runs (a context manager).
 
-    Counts the wall time covered by JAX's compile events (:data:`COMPILE_EVENTS`: tracing,
+    Counts the wall time covered by JAX's compile events (``COMPILE_EVENTS``: tracing,
     lowering, XLA compile or persistent-cache load), with overlapping spans (a jit traced
     inside another's trace) counted once. Only events of the thread that started the
     clock are counted.
