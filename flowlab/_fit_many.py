@@ -364,7 +364,6 @@ def fit_many(
             losses, aux = np.asarray(losses), jax.tree_util.tree_map(np.asarray, aux)
             holdout = jax.tree_util.tree_map(np.asarray, holdout)
             train_eval = np.asarray(train_eval)
-            now = time.perf_counter() - t_start
             for r in np.flatnonzero(active):
                 history = histories[r]
                 history.train_eval_loss.append(float(train_eval[r]))
