@@ -76,6 +76,13 @@ def max_norm(tree: Any) -> Array:
     return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in leaves]))
 
 
+def _positive_real(v: Any) -> bool:
+    """A real number (not a bool), positive and finite."""
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        return False
+    return bool(np.isfinite(v) and v > 0)
+
+
 class SolverOptions(eqx.Module):
     r"""How to solve an ODE: the solver, step-size control and differentiation.
 
@@ -85,14 +92,23 @@ class SolverOptions(eqx.Module):
             flows it needs 16-28% fewer field evaluations than ``Tsit5`` at the same
             tolerances, with a log-density error under 3e-4 nats against Dopri8 at 1e-8
             (``benchmarks/defaults.py``).
-        rtol, atol: relative and absolute tolerances of the PID controller.
-        dt0: ``None`` for adaptive steps with an automatically chosen first step; a number
-            gives fixed steps of that size (for training only; never reported as exact).
-        max_steps: the most steps the solver may take before it fails loudly.
+        rtol, atol: relative and absolute tolerances of the PID controller (positive,
+            finite).
+        dt0: ``None`` for adaptive steps with an automatically chosen first step; a
+            positive finite number gives fixed steps of that size (for training only; never
+            reported as exact). The sign of the step follows the direction of the solve.
+        max_steps: the most steps the solver may take before it fails loudly (a positive
+            integer).
         adjoint: how to differentiate through the solve (Diffrax adjoint object).
         norm: ``"max"`` controls the error of every example separately (the solve is
             batched, so an RMS norm would let one example's error hide among many);
             ``"rms"`` is Diffrax's default.
+
+    Raises:
+        ValueError: ``dt0=None`` with a solver that is not adaptive; ``rtol`` or ``atol``
+            not a positive finite number; ``dt0`` neither ``None`` nor a positive finite
+            number; ``max_steps`` not a positive integer; ``norm`` not ``"max"`` or
+            ``"rms"``.
     """
 
     solver: diffrax.AbstractSolver = diffrax.Dopri5()
@@ -109,10 +125,21 @@ class SolverOptions(eqx.Module):
                 f"adaptive steps (dt0=None) need an adaptive solver, got "
                 f"{type(self.solver).__name__}; pass dt0 for fixed steps"
             )
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError(f"rtol and atol must be positive, got {self.rtol}, {self.atol}")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps}")
+        if not (_positive_real(self.rtol) and _positive_real(self.atol)):
+            raise ValueError(
+                f"rtol and atol must be positive finite numbers, got {self.rtol!r}, {self.atol!r}"
+            )
+        if self.dt0 is not None and not _positive_real(self.dt0):
+            raise ValueError(
+                f"dt0 must be None (adaptive steps) or a positive finite step size, got "
+                f"{self.dt0!r}"
+            )
+        if (
+            isinstance(self.max_steps, bool)
+            or not isinstance(self.max_steps, int | np.integer)
+            or self.max_steps < 1
+        ):
+            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
         if self.norm not in ("max", "rms"):
             raise ValueError(f"norm must be 'max' or 'rms', got {self.norm!r}")
 
@@ -166,7 +193,8 @@ class Stats(eqx.Module):
         nfe: evaluations of the network (vector field, score, energy gradient, decoder or
             generator); for a likelihood solve each includes its divergence.
         success: ``False`` if a solve stopped early (e.g. ran out of ``max_steps``) or
-            produced non-finite values.
+            produced non-finite values, or a sampler returned any NaN or inf sample (for
+            a likelihood: any NaN log-density or a non-finite normaliser).
     """
 
     num_steps: Array
