@@ -23,13 +23,14 @@ ODE by default, or any sampler object that supports the model), ``sample_and_log
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_count
+from ._checks import check_count, check_key, is_concrete
 from ._model import AbstractExactLikelihood
 from ._ode import SolverOptions, Stats, augmented_solve, flow_solve
 from ._typing import Array, Key, Point, Points, Time, Values
@@ -102,13 +103,36 @@ class AbstractFlow(AbstractExactLikelihood):
 
         Returns:
             ``(log_prob, stats)``: shape ``(n,)`` in nats, data coordinates.
+
+        Raises:
+            ValueError: ``x`` is not of shape ``(n, d)`` or holds NaN/inf; ``key`` is
+                neither ``None`` nor one PRNG key; ``t`` is not a scalar, or (a concrete
+                ``t``) not finite or outside the interval between ``t_base`` and
+                ``t_data`` (a traced ``t`` outside it fails through ``eqx.error_if`` with
+                the same message).
+            EquinoxRuntimeError: with ``throw=True``, when the solve fails.
         """
         x = self.check_points(x)
-        t = self.t_data if t is None else t
+        t = self.t_data if t is None else self._check_time(t)
         probe = None
         if key is not None:
+            check_key(key)
             probe = jax.random.rademacher(key, x.shape, dtype=x.dtype)
         return _log_prob(self, x, jnp.asarray(t, x.dtype), probe, throw)
+
+    def _check_time(self, t: Time) -> Array:
+        """``t`` as a scalar inside the closed interval between ``t_base`` and ``t_data``."""
+        lo, hi = sorted((float(self.t_base), float(self.t_data)))
+        if jnp.ndim(t) != 0:
+            raise ValueError(f"expected t to be a scalar time, got shape {jnp.shape(t)}")
+        message = f"expected t finite and inside the model's time interval [{lo:g}, {hi:g}]"
+        if is_concrete(t):
+            value = float(t)
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"{message}, got t={value!r}")
+            return t
+        t = jnp.asarray(t)
+        return eqx.error_if(t, ~(jnp.isfinite(t) & (t >= lo) & (t <= hi)), message)
 
     # -- sampling ------------------------------------------------------------------------
 
@@ -122,8 +146,13 @@ class AbstractFlow(AbstractExactLikelihood):
                 model; default: the ODE from ``t_base`` to ``t_data`` with the model's
                 own solver options (:meth:`ode_sample_with_stats`; pass
                 ``samplers.ODE(throw=False)`` for NaN instead of an error on failure).
+
+        Raises:
+            ValueError: ``key`` is not one PRNG key (e.g. an int seed) or ``n`` is not a
+                positive integer.
         """
         n = check_count(n)
+        check_key(key)
         if sampler is None:
             return self.ode_sample_with_stats(key, n)
         return sampler(self, key, n)
@@ -139,6 +168,7 @@ class AbstractFlow(AbstractExactLikelihood):
             throw: raise on solver failure, or return NaN with ``stats.success = False``.
         """
         n = check_count(n)
+        check_key(key)
         return _sample(self, self.prior_sample(key, n), throw)
 
     def sample_and_log_prob(self, key: Key, n: int, *, throw: bool = True) -> tuple[Points, Values]:
@@ -147,6 +177,7 @@ class AbstractFlow(AbstractExactLikelihood):
         $\log p(x) = \log p_{\text{prior}}(z_b) - \int_{t_b}^{t_d}\nabla\cdot f\,dt
         - \sum_i \log s_i$. The samples equal ``sample(key, n)`` up to the tolerance."""
         n = check_count(n)
+        check_key(key)
         return _sample_and_log_prob(self, self.prior_sample(key, n), throw)
 
     def trajectories(
@@ -177,6 +208,7 @@ class AbstractFlow(AbstractExactLikelihood):
         if z0 is None:
             if key is None or n is None:
                 raise ValueError("pass either key and n, or z0")
+            check_key(key)
             z0 = self.prior_sample(key, check_count(n))
         else:
             z0 = self.check_points(z0, "z0")
