@@ -366,11 +366,24 @@ class EBM(AbstractExactLikelihood, AbstractEnergyModel):
 
     # -- likelihood and sampling -----------------------------------------------------------
 
-    def log_prob_with_stats(self, x: Points) -> tuple[Values, Stats]:
+    def log_prob_with_stats(self, x: Points, *, throw: bool = True) -> tuple[Values, Stats]:
         r"""$\log p(x) = -E(z) - \log Z + \log|\det\partial z/\partial x|$ for each row of
         ``x`` (data coordinates), $\log Z$ by the $2P$-panel rule; ``nfe`` counts energy
-        evaluations (both quadrature rules and the points)."""
-        return _log_prob(self, self.check_points(x))
+        evaluations (both quadrature rules and the points).
+
+        Arguments:
+            x: points of shape ``(n, d)``, data coordinates.
+            throw: as a :class:`~flowlab.CNF` does, raise (also under ``jit``) when the
+                result is NaN (a NaN energy) or ``+inf``, or $\log Z$ is not finite;
+                otherwise return NaN for every point with ``stats.success = False``. A
+                point far outside the data may get ``-inf`` (its density underflows):
+                that is not a failure.
+
+        Raises:
+            ValueError: ``x`` is not of shape ``(n, d)`` or holds NaN/inf.
+            EquinoxRuntimeError: with ``throw=True``, on the failures above.
+        """
+        return _log_prob(self, self.check_points(x), throw)
 
     def likelihood_label(self) -> str:
         q = self.quadrature_box
@@ -397,15 +410,33 @@ class EBM(AbstractExactLikelihood, AbstractEnergyModel):
 
     def sample_with_stats(self, key: Key, n: int, *, sampler=None) -> tuple[Points, Stats]:
         """``n`` samples (data coordinates) from ``sampler`` (default
-        :meth:`default_sampler`) and their cost (``nfe``: energy-gradient evaluations)."""
+        :meth:`default_sampler`) and their cost (``nfe``: energy-gradient evaluations).
+
+        A NaN or exploding energy never gives NaN samples silently: the default sampler
+        raises (as a CNF's ODE does); ``Langevin(..., throw=False)`` returns them with
+        ``stats.success = False``. ``ValueError`` for a ``key`` that is not one PRNG key."""
         sampler = self.default_sampler() if sampler is None else sampler
         return sampler(self, key, check_count(n))
 
 
+_LOG_PROB_FAILURE = (
+    "EBM log_prob failed: the energy is NaN (or -inf) at some point, or the normaliser "
+    "log Z is not finite. Check the energy network's weights and the input for NaN/inf, or "
+    "bound the energy (energy_bound); pass throw=False to get NaN results and "
+    "stats.success=False instead."
+)
+
+
 @eqx.filter_jit
-def _log_prob(model: EBM, x: Points) -> tuple[Values, Stats]:
+def _log_prob(model: EBM, x: Points, throw: bool) -> tuple[Values, Stats]:
     std = model.standardizer(x.shape[-1])
     log_z, _ = model.log_normalizer_with_error()
     e = jax.vmap(model.total_energy)(std.forward(x))
     nfe = model.quadrature_evaluations() + x.shape[0]
-    return -e - log_z + std.log_det(), Stats.fixed(1, nfe)
+    lp = -e - log_z + std.log_det()
+    success = jnp.isfinite(log_z) & ~jnp.any(jnp.isnan(lp) | (lp == jnp.inf))
+    if throw:
+        lp = eqx.error_if(lp, jnp.logical_not(success), _LOG_PROB_FAILURE)
+    else:
+        lp = jnp.where(success, lp, jnp.nan)
+    return lp, Stats.fixed(1, nfe, success=success)

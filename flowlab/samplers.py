@@ -32,7 +32,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_count
+from ._checks import check_count, check_key
 from ._flow import AbstractFlow
 from ._ode import SolverOptions, Stats
 from ._protocols import (
@@ -125,17 +125,21 @@ class AbstractStepSampler(AbstractSampler):
         """Network evaluations per step."""
 
     def __call__(self, model, key: Key, n: int) -> tuple[Points, Stats]:
+        """``n`` samples and their cost; ``stats.success`` is ``False`` when any sample is
+        NaN or inf (the samples are returned as they are)."""
         n = check_count(n)
+        check_key(key)
         self.check(model)
         steps = self.num_steps(model)
-        x = _run(self, model, key, n, False)
-        return x, Stats.fixed(steps, steps * self.nfe_per_step)
+        x, finite = _run(self, model, key, n, False)
+        return x, Stats.fixed(steps, steps * self.nfe_per_step, success=finite)
 
     def trajectories(self, model, key: Key, n: int) -> tuple[Array, Array]:
         """Paths of this sampler: ``(ts, xs)`` with ``xs`` of shape ``(steps + 1, n, d)``
         in data coordinates (the prior draw, then the noise-free mean of each step; the last
         equals ``sampler(model, key, n)[0]``)."""
         n = check_count(n)
+        check_key(key)
         self.check(model)
         return _run(self, model, key, n, True)
 
@@ -157,7 +161,8 @@ def _run(sampler: AbstractStepSampler, model, key, n: int, path: bool):
     std = model.standardizer(z.shape[-1])
     if path:
         return ts, std.inverse(jnp.concatenate([z[None], means]))
-    return std.inverse(mean)
+    x = std.inverse(mean)
+    return x, jnp.all(jnp.isfinite(x))
 
 
 def _batch(fn):
@@ -374,15 +379,21 @@ class Langevin(AbstractSampler):
     ``final_step_size`` (default ``step_size / 10``); returns the noise-free mean of the
     last step.
 
+    Like :class:`ODE`, it fails loudly by default: a NaN or inf sample (an exploding or
+    NaN score or energy, a step too large) raises, also under ``jit``; with
+    ``throw=False`` the samples come back as they are with ``stats.success = False``.
+
     Arguments:
         steps: number of steps (one score evaluation each).
         step_size: the first $\eta$, in standardised units squared.
         final_step_size: the last $\eta$.
+        throw: raise when any sample is non-finite, or report it in ``stats.success``.
     """
 
     steps: int = eqx.field(static=True, default=1000)
     step_size: float = eqx.field(static=True, default=1e-3)
     final_step_size: float | None = eqx.field(static=True, default=None)
+    throw: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
         check_count(self.steps, "steps")
@@ -400,10 +411,25 @@ class Langevin(AbstractSampler):
         return jnp.exp(jnp.linspace(jnp.log(self.step_size), jnp.log(self._last), self.steps))
 
     def __call__(self, model, key: Key, n: int) -> tuple[Points, Stats]:
+        """``n`` samples and their cost.
+
+        Raises:
+            ValueError: ``model`` is not a score model, ``key`` is not one PRNG key or
+                ``n`` is not a positive integer.
+            EquinoxRuntimeError: with ``throw=True``, when any sample is NaN or inf.
+        """
         _require(model, AbstractScoreModel, "Langevin", "a score model")
-        return _langevin_sample(self, model, key, check_count(n)), Stats.fixed(
-            self.steps, self.steps
-        )
+        check_key(key)
+        x, finite = _langevin_sample(self, model, key, check_count(n))
+        return x, Stats.fixed(self.steps, self.steps, success=finite)
+
+
+_LANGEVIN_FAILURE = (
+    "Langevin sampling produced non-finite samples (NaN or inf): the model's score or "
+    "energy is NaN or explodes, or the step size is too large. Check the network and its "
+    "input, or lower step_size; pass Langevin(throw=False) to get the samples with "
+    "stats.success=False instead."
+)
 
 
 @eqx.filter_jit
@@ -411,7 +437,11 @@ def _langevin_sample(sampler: Langevin, model, key, n: int):
     k0, k_steps = jax.random.split(key)
     z0 = model.initial_sample(k0, n)
     mean, _ = langevin(jax.vmap(model.score), k_steps, z0, sampler.step_sizes())
-    return model.standardizer(z0.shape[-1]).inverse(mean)
+    x = model.standardizer(z0.shape[-1]).inverse(mean)
+    finite = jnp.all(jnp.isfinite(x))
+    if sampler.throw:
+        x = eqx.error_if(x, jnp.logical_not(finite), _LANGEVIN_FAILURE)
+    return x, finite
 
 
 # -- one decoder pass (latent-variable models) ---------------------------------------------
@@ -430,8 +460,12 @@ class Decoder(AbstractSampler):
     noise: bool = eqx.field(static=True, default=True)
 
     def __call__(self, model, key: Key, n: int) -> tuple[Points, Stats]:
+        """``n`` samples and their cost; ``stats.success`` is ``False`` when any sample is
+        NaN or inf."""
         _require(model, AbstractLatentModel, "decoder", "a latent-variable model (a VAE)")
-        return _decode(model, key, check_count(n), bool(self.noise)), Stats.fixed(1, 1)
+        check_key(key)
+        x, finite = _decode(model, key, check_count(n), bool(self.noise))
+        return x, Stats.fixed(1, 1, success=finite)
 
 
 @eqx.filter_jit
@@ -440,7 +474,8 @@ def _decode(model, key, n: int, noise: bool):
     z = jax.random.normal(k_z, (n, model.latent_size))
     mean, std = jax.vmap(model.likelihood)(z)
     u = mean + std * jax.random.normal(k_eps, mean.shape, mean.dtype) if noise else mean
-    return model.standardizer().inverse(u)
+    x = model.standardizer().inverse(u)
+    return x, jnp.all(jnp.isfinite(x))
 
 
 SAMPLER_NAMES: tuple[str, ...] = ("ode", "em", "pc", "ddpm", "ddim", "langevin", "decoder")

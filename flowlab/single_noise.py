@@ -79,7 +79,8 @@ class SingleNoiseScore(AbstractScoreModel):
 
     def sample_with_stats(self, key: Key, n: int, *, sampler=None) -> tuple[Points, Stats]:
         """``n`` samples (data coordinates) from ``sampler`` (default
-        :meth:`default_sampler`) and their cost."""
+        :meth:`default_sampler`, which raises on a non-finite sample; see
+        :class:`~flowlab.samplers.Langevin`) and their cost."""
         sampler = self.default_sampler() if sampler is None else sampler
         return sampler(self, key, check_count(n))
 
