@@ -138,10 +138,41 @@ def check_samples(samples, name: str = "samples") -> None:
     _check_full_rank(_as_points(samples, name), _eps(samples), name)
 
 
+_BW_RULES = ("scott", "silverman")
+
+
+def _check_bw_method(bw_method) -> None:
+    """A rule name, a positive finite factor or a callable; ``ValueError`` otherwise."""
+    if isinstance(bw_method, str):
+        if bw_method not in _BW_RULES:
+            raise ValueError(
+                f"expected bw_method 'scott', 'silverman', a positive number or a callable, "
+                f"got {bw_method!r}"
+            )
+    elif callable(bw_method):
+        return
+    elif isinstance(bw_method, bool) or not isinstance(bw_method, int | float | np.number):
+        raise ValueError(
+            f"expected bw_method 'scott', 'silverman', a positive number or a callable, got "
+            f"{type(bw_method).__name__} {bw_method!r}"
+        )
+    elif not (np.isfinite(bw_method) and bw_method > 0):
+        raise ValueError(
+            f"expected a positive finite bandwidth factor bw_method, got {bw_method!r}"
+        )
+
+
 def _kde(samples, bw_method, name: str = "samples") -> scipy.stats.gaussian_kde:
+    _check_bw_method(bw_method)
     x = _as_points(samples, name)
     _check_full_rank(x, _eps(samples), name)
-    return scipy.stats.gaussian_kde(x.T, bw_method=bw_method)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a callable's bad factor: below
+        kde = scipy.stats.gaussian_kde(x.T, bw_method=bw_method)
+    if not (np.isfinite(kde.factor) and kde.factor > 0):  # a callable's answer
+        raise ValueError(
+            f"expected bw_method to give a positive finite bandwidth factor, got {kde.factor!r}"
+        )
+    return kde
 
 
 def kde_log_likelihood(samples, holdout, bw_method: str | float = "scott") -> KDEResult:
@@ -149,9 +180,13 @@ def kde_log_likelihood(samples, holdout, bw_method: str | float = "scott") -> KD
     mean of its ``logpdf`` on ``holdout`` (shape ``(n, d)``) with a standard error.
 
     Arguments:
-        bw_method: ``"scott"`` (default), ``"silverman"`` or a float factor, as in SciPy.
+        bw_method: ``"scott"`` (default), ``"silverman"``, a positive float factor, or a
+            callable of the KDE returning one, as in SciPy.
 
-    Raises :class:`DegenerateSamplesError` when ``samples`` do not span ``d`` dimensions.
+    Raises:
+        DegenerateSamplesError: ``samples`` do not span ``d`` dimensions.
+        ValueError: a bad shape, non-finite points, or a ``bw_method`` that is not one of
+            the above (e.g. a factor that is zero, negative or NaN).
     """
     kde = _kde(samples, bw_method)
     h = _as_points(holdout, "holdout")
@@ -188,7 +223,10 @@ def bhattacharyya_distance(
     $\Sigma = (\Sigma_p + \Sigma_q)/2$, which the KDE estimate approaches for large samples
     (its kernels inflate each covariance slightly).
 
-    Raises :class:`DegenerateSamplesError` when either sample set does not span the plane.
+    Raises:
+        DegenerateSamplesError: either sample set does not span the plane.
+        ValueError: a bad shape, non-finite points, or a ``bw_method`` that is not
+            ``"scott"``, ``"silverman"``, a positive finite factor or a callable.
     """
     kp, kq = _kde(samples_p, bw_method, "samples_p"), _kde(samples_q, bw_method, "samples_q")
     if kp.d != 2 or kq.d != 2:
@@ -243,11 +281,35 @@ def mmd(x, y, bandwidth: float | None = None) -> float:
     $k(a, b) = \exp(-\|a-b\|^2 / (2 h^2))$, unbiased U-statistic estimate.
 
     ``bandwidth`` $h$ defaults to the median pairwise distance of the pooled sample (the
-    median heuristic); state it when reporting.
+    median heuristic); state it when reporting. When more than half of the pooled pairs
+    coincide (collapsed samples, e.g. a generator that emits one point), that median is 0
+    and $h$ is the median of the *nonzero* pairwise distances instead; when every pooled
+    point is the same, both sets are the same point mass and the result is 0 for every
+    bandwidth. (For ``n`` copies of $a$ against ``m`` copies of $b \ne a$ that fallback
+    gives $h = \|a - b\|$ and $\mathrm{MMD}^2 = 2 - 2e^{-1/2}$.)
+
+    Raises:
+        ValueError: a bad shape or non-finite points, or a ``bandwidth`` that is not a
+            positive finite number.
     """
+    if bandwidth is not None and (
+        isinstance(bandwidth, bool)
+        or not isinstance(bandwidth, int | float | np.number)
+        or not (np.isfinite(bandwidth) and bandwidth > 0)
+    ):
+        raise ValueError(
+            f"expected bandwidth to be a positive finite number or None (the median "
+            f"heuristic), got {bandwidth!r}"
+        )
     x, y = _as_points(x, "x"), _as_points(y, "y")
     if bandwidth is None:
-        bandwidth = float(np.median(scipy.spatial.distance.pdist(np.concatenate([x, y]))))
+        pooled = scipy.spatial.distance.pdist(np.concatenate([x, y]))
+        bandwidth = float(np.median(pooled))
+        if bandwidth == 0.0:  # collapsed samples: the median of the distances that are not
+            nonzero = pooled[pooled > 0]
+            if nonzero.size == 0:  # one point mass against itself
+                return 0.0
+            bandwidth = float(np.median(nonzero))
 
     def k(d2):
         return np.exp(-d2 / (2 * bandwidth**2))
