@@ -2,7 +2,8 @@ r"""Two-dimensional toy distributions: key-based samplers, exact log-densities a
 
 Every dataset is a distribution on $\mathbb{R}^2$ with a pure-JAX sampler
 (``sample(name, key, n)``, or the function of the same name): the same key gives the same
-``float32`` points, and every point is an i.i.d. draw. Where the reference code used a
+points (drawn in ``float32``, returned in JAX's default float dtype: ``float64`` under
+``jax_enable_x64``), and every point is an i.i.d. draw. Where the reference code used a
 ``linspace`` or fixed class counts we draw i.i.d. instead, so that a training set and a
 hold-out set (``split``) are independent samples of one distribution. Each sampler's
 docstring gives its definition.

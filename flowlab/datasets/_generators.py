@@ -14,18 +14,24 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_count, check_key
 from .._typing import Array, Key, Points
 from . import _params as P
 
+# Every draw is float32 / int32 whatever the precision, so a key gives the same points with
+# or without jax_enable_x64 (``draw`` then widens them to the default float dtype).
 _F32 = jnp.float32
+_I32 = jnp.int32
+_HALF = np.float32(0.5)  # bernoulli draws its uniforms in the dtype of p
 
 
 _SAMPLER_DOC_TAIL = """
 
-    Returns ``n`` (a positive int) i.i.d. ``float32`` points of shape ``(n, 2)``; the same
-    JAX PRNG ``key`` gives the same points. Density and entropy: see ``flowlab.datasets``.
+    Returns ``n`` (a positive int) i.i.d. points of shape ``(n, 2)`` in JAX's default float
+    dtype (``float32``; ``float64`` under ``jax_enable_x64``, the same values widened); the
+    same JAX PRNG ``key`` gives the same points. Density and entropy: see ``flowlab.datasets``.
 """
 
 
@@ -35,9 +41,16 @@ def _jit(body: Callable[[Key, int], Array]) -> Callable[[Key, int], Array]:
 
 
 def draw(body: Callable[[Key, int], Array], key: Key, n: int) -> Points:
-    """Check ``key`` and ``n``, then run the jitted ``body`` (``n`` static)."""
+    """Check ``key`` and ``n``, then run the jitted ``body`` (``n`` static).
+
+    The bodies draw in ``float32``, so a key gives the same points whatever the precision;
+    the points come back in JAX's default float dtype (``float64`` under
+    ``jax_enable_x64``: the ``float32`` values, widened), so that they meet models built in
+    that precision."""
     check_key(key)
-    return _jit(body)(key, check_count(n))
+    x = _jit(body)(key, check_count(n))
+    dtype = jnp.result_type(float)
+    return x if x.dtype == dtype else x.astype(dtype)
 
 
 def _sampler(
@@ -65,7 +78,7 @@ def _spiral(key, n):
 
 def _pinwheel(key, n):
     k_arm, k_r, k_t = jax.random.split(key, 3)
-    arm = jax.random.randint(k_arm, (n,), 0, P.PINWHEEL_ARMS).astype(_F32)
+    arm = jax.random.randint(k_arm, (n,), 0, P.PINWHEEL_ARMS, _I32).astype(_F32)
     # Midpoints of jax's float32 grid {k / 2^23}: r lies strictly inside (0, 1), so every
     # sample has a finite log-density (p has a 1/r factor and vanishes for r >= 1).
     r = jax.random.uniform(k_r, (n,), _F32) + 2.0**-24
@@ -76,7 +89,7 @@ def _pinwheel(key, n):
 def _checkerboard(key, n):
     k1, k2, k3 = jax.random.split(key, 3)
     x1 = jax.random.uniform(k1, (n,), _F32, -2.0, 2.0)
-    lower = jax.random.bernoulli(k3, 0.5, (n,)).astype(_F32)
+    lower = jax.random.bernoulli(k3, _HALF, (n,)).astype(_F32)
     x2 = jax.random.uniform(k2, (n,), _F32) - 2.0 * lower + jnp.mod(jnp.floor(x1), 2.0)
     return 2.0 * jnp.stack([x1, x2], axis=-1)
 
@@ -84,20 +97,20 @@ def _checkerboard(key, n):
 def _gaussian_mixture(key, n):
     k_comp, k_noise = jax.random.split(key)
     means = P.mixture_means("gaussian_mixture")
-    idx = jax.random.randint(k_comp, (n,), 0, means.shape[0])
+    idx = jax.random.randint(k_comp, (n,), 0, means.shape[0], _I32)
     return jnp.asarray(means, _F32)[idx] + P.MIXTURE_STD * jax.random.normal(k_noise, (n, 2), _F32)
 
 
 def _ffjord_8gaussians(key, n):
     k_comp, k_noise = jax.random.split(key)
-    idx = jax.random.randint(k_comp, (n,), 0, 8)
+    idx = jax.random.randint(k_comp, (n,), 0, 8, _I32)
     centre = 4.0 * jnp.asarray(P.EIGHT_DIRECTIONS, _F32)[idx]
     return (centre + 0.5 * jax.random.normal(k_noise, (n, 2), _F32)) / P.FFJORD_SCALE
 
 
 def _ffjord_pinwheel(key, n):
     k_label, k_feat = jax.random.split(key)
-    label = jax.random.randint(k_label, (n,), 0, 5).astype(_F32)
+    label = jax.random.randint(k_label, (n,), 0, 5, _I32).astype(_F32)
     feat = jax.random.normal(k_feat, (n, 2), _F32) * jnp.array([0.3, 0.1], _F32)
     radial = feat[:, 0] + 1.0
     tangential = feat[:, 1]
@@ -111,14 +124,14 @@ def _ffjord_2spirals(key, n):
     angle = jnp.sqrt(jax.random.uniform(k_angle, (n,), _F32)) * (540.0 * P.TWO_PI / 360.0)
     box = 0.5 * jax.random.uniform(k_box, (n, 2), _F32)
     d1 = jnp.stack([-jnp.cos(angle) * angle, jnp.sin(angle) * angle], axis=-1) + box
-    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n, 1)), 1.0, -1.0).astype(_F32)
+    sign = jnp.where(jax.random.bernoulli(k_sign, _HALF, (n, 1)), 1.0, -1.0).astype(_F32)
     return sign * d1 / 3.0 + 0.1 * jax.random.normal(k_noise, (n, 2), _F32)
 
 
 def _ffjord_moons(key, n):
     k_angle, k_moon, k_noise = jax.random.split(key, 3)
     a = jax.random.uniform(k_angle, (n,), _F32, 0.0, math.pi)
-    inner = jax.random.bernoulli(k_moon, 0.5, (n,))
+    inner = jax.random.bernoulli(k_moon, _HALF, (n,))
     outer_pt = jnp.stack([jnp.cos(a), jnp.sin(a)], axis=-1)
     inner_pt = jnp.stack([1.0 - jnp.cos(a), 1.0 - jnp.sin(a) - 0.5], axis=-1)
     x = jnp.where(inner[:, None], inner_pt, outer_pt)
@@ -128,7 +141,7 @@ def _ffjord_moons(key, n):
 
 def _rings(key, n, radii, noise, scale_after):
     k_ring, k_angle, k_noise = jax.random.split(key, 3)
-    idx = jax.random.randint(k_ring, (n,), 0, len(radii))
+    idx = jax.random.randint(k_ring, (n,), 0, len(radii), _I32)
     radius = jnp.asarray(radii, _F32)[idx]
     a = jax.random.uniform(k_angle, (n,), _F32, 0.0, P.TWO_PI)
     x = radius[:, None] * jnp.stack([jnp.cos(a), jnp.sin(a)], axis=-1)

@@ -81,8 +81,12 @@ def _unavailable(what: str, name: str, attribute: str) -> ValueError:
 
 
 def sample(name: str, key: Key, n: int) -> Points:
-    """``n`` i.i.d. ``float32`` points of shape ``(n, 2)`` from the dataset ``name`` (one of
-    ``NAMES``); the same JAX PRNG ``key`` gives the same points."""
+    """``n`` i.i.d. points of shape ``(n, 2)`` from the dataset ``name`` (one of ``NAMES``),
+    in JAX's default float dtype (``float32``, or ``float64`` under ``jax_enable_x64``: the
+    same values widened); the same JAX PRNG ``key`` gives the same points.
+
+    Raises ``ValueError`` for an unknown name, a ``key`` that is not one PRNG key (e.g. an
+    int seed) or an ``n`` that is not a positive integer."""
     return _dataset(name).sampler(key, n)
 
 
@@ -90,7 +94,11 @@ def split(name: str, key: Key, n_train: int = 2000, n_holdout: int = 500) -> tup
     """A training set and a hold-out set of ``name``, drawn from independent keys.
 
     ``k_train, k_holdout = jax.random.split(key)``, then ``sample(name, k_train, n_train)``
-    and ``sample(name, k_holdout, n_holdout)``; returns ``(train, holdout)``.
+    and ``sample(name, k_holdout, n_holdout)``; returns ``(train, holdout)`` in JAX's
+    default float dtype (see :func:`sample`).
+
+    Raises ``ValueError`` for an unknown name, a ``key`` that is not one PRNG key or sizes
+    that are not positive integers.
     """
     dataset = _dataset(name)
     check_key(key)
