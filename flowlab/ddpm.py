@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_count
+from ._checks import check_count, check_key
 from ._model import AbstractBoundLikelihood
 from ._ode import Stats
 from ._protocols import AbstractGaussianDiffusion
@@ -141,8 +141,10 @@ class DDPM(AbstractGaussianDiffusion, AbstractBoundLikelihood):
         data coordinates), one Monte Carlo draw of $z_i$ per term and point.
 
         Returns an array of shape ``(n,)``; average several keys (or points) and report the
-        standard error."""
+        standard error. Raises ``ValueError`` for ``x`` not of shape ``(n, d)`` or
+        non-finite, or a ``key`` that is not one PRNG key (e.g. an int seed)."""
         x = self.check_points(x)
+        check_key(key)
         return _log_prob_bound(self, x, key)
 
     def bound_terms(self, x: Points, *, key: Key) -> dict[str, Values]:
@@ -151,6 +153,7 @@ class DDPM(AbstractGaussianDiffusion, AbstractBoundLikelihood):
         ``log_det`` (the standardisation's); ``log_prob_bound = log_det - prior - diffusion -
         decoder``."""
         x = self.check_points(x)
+        check_key(key)
         return _bound_terms(self, x, key)
 
 

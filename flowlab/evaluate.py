@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import datasets
-from ._checks import check_count
+from ._checks import check_count, check_key
 from ._model import AbstractBoundLikelihood, AbstractModel, likelihood_kind
 from .datasets import _params as P
 from .metrics import (
@@ -107,8 +107,13 @@ def likelihood(
       ``key``), ``bound_name`` and ``holdout_neg_bound_estimator``;
     * with ``iwae_k`` and a model that has an importance-weighted bound (the VAE):
       ``holdout_neg_iwae``, ``holdout_neg_iwae_se`` and ``iwae_k``.
+
+    ``key`` may be ``None`` for a model with only an exact likelihood; otherwise a
+    ``key`` that is not one PRNG key (e.g. an int seed) raises ``ValueError``.
     """
     kind = likelihood_kind(model)
+    if isinstance(model, AbstractBoundLikelihood) or iwae_k is not None:
+        check_key(key)
     out: dict[str, Any] = {"likelihood_kind": kind, "holdout_nll": None, "holdout_nll_se": None}
     log_prob = None
     if kind == "exact":
@@ -200,10 +205,11 @@ def noise_floor(
     of a perfect model's score; one pair alone is as noisy as the number it calibrates), the
     mean, the standard deviation and the first pair's absolute value. Plus ``pairs`` and
     ``n``. A model's distance within a few RMS of the floor is indistinguishable from the
-    data at this sample size.
+    data at this sample size. A ``key`` that is not one PRNG key raises ``ValueError``.
     """
     if pairs < 1:
         raise ValueError(f"expected pairs >= 1, got {pairs}")
+    check_key(key)
     values: dict[str, list[float]] = {}
     for i in range(pairs):
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
@@ -499,10 +505,12 @@ def generalisation_gap(model, objective, train, holdout, *, key, chunks: int = G
     over the chunks), ``gap`` $= \bar d$ with $d_c$ the chunk differences, ``gap_se``
     $= \mathrm{sd}(d_c)/\sqrt{C}$ (the points' sampling noise), ``z`` $=$ gap / SE,
     ``chunks`` and ``n`` (points per set). A gap many SE above zero says the model fits its
-    training points better than new ones.
+    training points better than new ones. A ``key`` that is not one PRNG key raises
+    ``ValueError``.
     """
     from ._fit import _holdout_repeats, _split_loss
 
+    check_key(key)
     train, holdout = np.asarray(train), np.asarray(holdout)
     chunks = check_count(chunks, "chunks")
     n = (holdout.shape[0] // chunks) * chunks
@@ -543,7 +551,10 @@ def _named_keys(key) -> dict:
         missing = {"sample", "oracle", "bound"} - set(key)
         if missing:
             raise ValueError(f"expected keys 'sample', 'oracle' and 'bound', missing {missing}")
+        for name in ("sample", "oracle", "bound"):
+            check_key(key[name], f"key[{name!r}]")
         return dict(key)
+    check_key(key)
     k_bound, k_sample, k_oracle = jax.random.split(key, 3)
     return {"bound": k_bound, "sample": k_sample, "oracle": k_oracle}
 
@@ -580,6 +591,8 @@ def evaluate(
     ``"bound"`` (the noise floor and the second true set use ``fold_in(oracle, 1)`` and
     ``fold_in(oracle, 2)``). ``likelihood``: the hold-out likelihood computed otherwise
     (e.g. a quadrature refined to a tolerance), used instead of :func:`likelihood`'s.
+    A key that is not one PRNG key (e.g. an int seed; in a mapping, each of the three)
+    raises ``ValueError``.
     """
     keys = _named_keys(key)
     train, holdout = np.asarray(train), np.asarray(holdout)

@@ -26,7 +26,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 
-from ._checks import check_count
+from ._checks import check_count, check_key
 from ._model import AbstractModel
 from ._ode import Stats
 from ._standardize import Standardize, resolve_data_size
@@ -162,13 +162,17 @@ class GAN(AbstractModel):
         """``n`` samples $\\mu + s \\odot G(u)$ (data coordinates) and their cost: one step,
         one (batched) generator evaluation. ``sampler`` is accepted for the protocol's
         sake (callers pass ``sampler=None`` to every family) and must be ``None``: a GAN
-        has one sampler, its generator."""
+        has one sampler, its generator.
+
+        Raises ``ValueError`` for a ``sampler``, a ``key`` that is not one PRNG key (e.g.
+        an int seed) or an ``n`` that is not a positive integer."""
         if sampler is not None:
             raise ValueError(
                 f"a GAN samples with one pass of its generator: expected sampler=None, got "
                 f"{sampler!r}"
             )
         n = check_count(n)
+        check_key(key)
         d = self.require_data_size()
         z = self.generate(self.latent_sample(key, n))
         return self.standardizer(d).inverse(z), Stats.fixed(1, 1)

@@ -64,7 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
-from ._checks import check_count
+from ._checks import check_count, check_key
 from ._model import AbstractBoundLikelihood, AbstractExactLikelihood
 from ._ode import Stats
 from ._protocols import AbstractLatentModel
@@ -287,8 +287,11 @@ class AbstractVAE(AbstractLatentModel, AbstractBoundLikelihood):
     def log_prob_bound(self, x: Points, *, key: Key, num_samples: int = 1) -> Values:
         r"""The ELBO of each row of ``x`` (nats, data coordinates), shape ``(n,)``: the
         reconstruction term averaged over ``num_samples`` reparameterised draws, minus the
-        closed-form KL."""
+        closed-form KL. Raises ``ValueError`` for ``x`` not of shape ``(n, d)`` or
+        non-finite, a ``key`` that is not one PRNG key (e.g. an int seed) or a bad
+        ``num_samples``."""
         x = self.check_points(x)
+        check_key(key)
         recon, kl = _elbo_terms(self, x, key, check_count(num_samples, "num_samples"))
         return recon - kl
 
@@ -297,6 +300,7 @@ class AbstractVAE(AbstractLatentModel, AbstractBoundLikelihood):
         $\mathbb{E}_q \log p(x \mid z)$ (data coordinates, log-determinant included) and
         ``kl`` $\mathrm{KL}(q(z\mid u)\,\|\,p(z))$; ``ELBO = reconstruction - kl``."""
         x = self.check_points(x)
+        check_key(key)
         recon, kl = _elbo_terms(self, x, key, check_count(num_samples, "num_samples"))
         return {"reconstruction": recon, "kl": kl}
 
@@ -306,6 +310,7 @@ class AbstractVAE(AbstractLatentModel, AbstractBoundLikelihood):
         The samples are drawn ``chunk_size`` at a time with a running log-sum-exp, so memory
         does not grow with ``k``."""
         x = self.check_points(x)
+        check_key(key)
         k = check_count(k, "k")
         # the chunk: chunk_size, or the power of two above k when k is smaller
         chunk = min(check_count(chunk_size, "chunk_size"), 1 << (k - 1).bit_length())
