@@ -20,6 +20,10 @@ A model is an Equinox module that
   - ``"none"`` (neither): only samples; compare by the sample-based metrics of
     :mod:`flowlab.metrics`.
 
+  Asking a model for a method its kind lacks (``log_prob`` of a DDPM, ``log_prob_bound`` of
+  a GAN) raises an ``AttributeError`` that names the kind and what to use instead; it stays
+  an ``AttributeError``, so ``hasattr(model, "log_prob")`` still answers ``False``.
+
 Families mix in :class:`AbstractExactLikelihood` and/or :class:`AbstractBoundLikelihood`;
 a model may have both (a :class:`~flowlab.VAE`, with a latent of dimension one or two, has
 an exact marginal by quadrature and its ELBO; a :class:`~flowlab.vae.BoundVAE` only the
@@ -90,6 +94,14 @@ class AbstractModel(eqx.Module):
         """``n`` samples, shape ``(n, d)``, in data coordinates; see ``sample_with_stats``."""
         return self.sample_with_stats(key, n, sampler=sampler)[0]
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: a model without ``log_prob`` (or
+        # ``log_prob_bound``) says why and what to use instead. It stays an AttributeError,
+        # so ``hasattr(model, "log_prob")`` keeps answering False for such a model.
+        if name in ("log_prob", "log_prob_with_stats", "log_prob_bound"):
+            raise AttributeError(_no_likelihood_message(type(self), name))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def trainable(self) -> Any:
         """The Equinox filter spec of what training updates: the inexact arrays of the
         fields named in ``trainable_fields``, nothing else."""
@@ -156,6 +168,22 @@ class AbstractBoundLikelihood(AbstractModel):
     def log_prob_bound(self, x: Points, *, key: Key, **kwargs: Any) -> Values:
         """A lower bound on $\\log p(x)$ for each row of ``x`` (nats, data coordinates);
         ``bound_name`` says which."""
+
+
+def _no_likelihood_message(cls: type, name: str) -> str:
+    """Why a model of type ``cls`` has no method ``name``, and what to use instead."""
+    family = cls.__name__
+    if issubclass(cls, AbstractBoundLikelihood):
+        return (
+            f"{family} has no exact likelihood (likelihood kind 'bound'), so no {name}: use "
+            f"log_prob_bound(x, key=...), a lower bound on log p(x) ({cls.bound_name}), or "
+            "flowlab.evaluate.likelihood, which scores any model by its likelihood kind"
+        )
+    return (
+        f"{family} has no likelihood (likelihood kind 'none'), so no {name}: neither an "
+        "exact log_prob nor a log_prob_bound; compare its samples with flowlab.metrics "
+        "(flowlab.evaluate.evaluate scores any model by its likelihood kind)"
+    )
 
 
 def likelihood_kind(model: AbstractModel) -> LikelihoodKind:
