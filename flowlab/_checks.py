@@ -41,3 +41,28 @@ def check_count(n, name: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"{name} must be a positive integer, got {n!r}")
     return int(n)
+
+
+def check_key(key, name: str = "key") -> None:
+    """Accept one JAX PRNG key; raise ``ValueError`` otherwise.
+
+    One key is a typed key of shape ``()`` (``jax.random.key(0)``) or a raw ``uint32`` key
+    of shape ``(2,)`` (``jax.random.PRNGKey(0)``); an int seed, a batch of keys or any other
+    array is refused with what was given. Only shapes and dtypes are read, so this also
+    works on traced keys inside ``jit``.
+    """
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+        return
+    if dtype == jnp.uint32 and shape == (2,):  # legacy jax.random.PRNGKey
+        return
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        raise ValueError(
+            f"{name} must be one JAX PRNG key, got the int {key!r}: pass "
+            f"jax.random.key({key!r}) instead of the seed"
+        )
+    raise ValueError(
+        f"{name} must be one JAX PRNG key (e.g. jax.random.key(0)), got "
+        f"{type(key).__name__} with dtype {dtype} and shape {shape}"
+    )

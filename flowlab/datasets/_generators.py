@@ -15,7 +15,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_count
+from .._checks import check_count, check_key
 from .._typing import Array, Key, Points
 from . import _params as P
 
@@ -36,7 +36,7 @@ def _jit(body: Callable[[Key, int], Array]) -> Callable[[Key, int], Array]:
 
 def draw(body: Callable[[Key, int], Array], key: Key, n: int) -> Points:
     """Check ``key`` and ``n``, then run the jitted ``body`` (``n`` static)."""
-    P.check_key(key)
+    check_key(key)
     return _jit(body)(key, check_count(n))
 
 

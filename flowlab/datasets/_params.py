@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-
-from .._typing import Key
 
 COURSE_NAMES: tuple[str, ...] = ("spiral", "pinwheel", "checkerboard", "gaussian_mixture")
 """The four datasets of the course, in its order."""
@@ -59,19 +55,6 @@ CHECKERBOARD_LOG_DENSITY = -math.log(32.0)
 def check_name(name: str) -> None:
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; expected one of: {', '.join(NAMES)}")
-
-
-def check_key(key: Key) -> None:
-    dtype = getattr(key, "dtype", None)
-    shape = getattr(key, "shape", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
-        return
-    if dtype == jnp.uint32 and shape == (2,):  # legacy jax.random.PRNGKey
-        return
-    raise ValueError(
-        f"key must be one JAX PRNG key (e.g. jax.random.key(0)), got "
-        f"{type(key).__name__} with dtype {dtype} and shape {shape}"
-    )
 
 
 def mixture_means(name: str) -> np.ndarray:

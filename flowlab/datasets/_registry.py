@@ -10,12 +10,12 @@ import jax
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
-from .._checks import check_count
+from .._checks import check_count, check_key
 from .._typing import Key, Points
 from . import _densities as D
 from . import _entropy as E
 from ._generators import SAMPLERS
-from ._params import NAMES, check_key, check_name
+from ._params import NAMES, check_name
 
 
 @dataclasses.dataclass(frozen=True)
