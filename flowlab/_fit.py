@@ -39,7 +39,7 @@ from ._checkpoint import (
     read_header,
     save_checkpoint,
 )
-from ._checks import check_count, check_points
+from ._checks import check_count, check_key, check_points
 from ._compile import CompileClock
 from ._fingerprint import describe_callable, describe_data
 from ._model import AbstractModel, trainable_filter
@@ -318,7 +318,8 @@ def fit(
             returns ``True`` training stops there and the model of that step is returned.
 
     Raises:
-        ValueError: for a count that is not a positive integer, an ``ema_decay`` outside
+        ValueError: for a ``key`` that is not one PRNG key (e.g. an int seed), a count
+            that is not a positive integer, an ``ema_decay`` outside
             ``[0, 1)``, data of the wrong shape or with non-finite values, a
             ``checkpoint`` that is a folder, or an objective that does not train this kind
             of model (at trace time).
@@ -327,6 +328,7 @@ def fit(
             record the data and objective it trained on, or not a checkpoint at all.
         FloatingPointError: when the training loss becomes non-finite.
     """
+    check_key(key, "key")
     steps = check_count(steps, "steps")
     batch_size = check_count(batch_size, "batch_size")
     eval_every = check_count(eval_every, "eval_every")
@@ -453,7 +455,8 @@ def _differences(saved, now, path: str) -> list[tuple[str, Any, Any]]:
         for k in list(now) + [k for k in saved if k not in now]:
             out += _differences(saved.get(k, "<missing>"), now.get(k, "<missing>"), f"{path}.{k}")
         return out
-    if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
+    nested = isinstance(saved, list) and any(isinstance(v, dict | list) for v in saved)
+    if nested and isinstance(now, list) and len(saved) == len(now):  # e.g. fit_many's runs
         out = []
         for i, (a, b) in enumerate(zip(saved, now, strict=True)):
             out += _differences(a, b, f"{path}[{i}]")

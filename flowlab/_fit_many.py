@@ -39,7 +39,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._checkpoint import save_checkpoint
-from ._checks import check_count
+from ._checks import check_count, check_key
 from ._compile import CompileClock
 from ._fit import (
     History,
@@ -180,6 +180,8 @@ def _run_keys(keys, n_runs: int | None) -> list:
         out = [keys[r] for r in range(keys.shape[0])]
     if n_runs is not None and len(out) != n_runs:
         raise ValueError(f"{len(out)} keys for {n_runs} models: one key per run")
+    for r, key in enumerate(out):
+        check_key(key, f"keys[{r}]")
     return out
 
 
