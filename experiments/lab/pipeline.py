@@ -136,14 +136,25 @@ def _save_finished(hp: dict, folder: Path, model, history) -> None:
     flowlab.save_model(model_path, model, hp)
 
 
+class _Stdout(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout`` is when a record comes."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def show_flowlab_log() -> None:
     """Print what flowlab logs at level INFO (a resumed run says so, and from which step)
     to stdout, whatever the progress setting; once per process."""
     log = logging.getLogger("flowlab")
-    if not any(getattr(h, "_lab", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+    if not any(isinstance(h, _Stdout) for h in log.handlers):
+        handler = _Stdout()
         handler.setFormatter(logging.Formatter("[flowlab] %(message)s"))
-        handler._lab = True
         log.addHandler(handler)
         log.setLevel(logging.INFO)
 
