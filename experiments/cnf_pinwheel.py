@@ -15,7 +15,14 @@ from __future__ import annotations
 import sys
 
 from lab import figures, pipeline
-from lab.common import apply_flags, base_parser, check_dataset, default_out
+from lab.common import (
+    apply_flags,
+    base_parser,
+    check_dataset,
+    default_out,
+    positive_float,
+    positive_int,
+)
 from lab.registry import script_defaults
 
 OBJECTIVES = {"fm": "cnf_fm", "mle": "cnf_mle"}
@@ -29,11 +36,11 @@ def parse_args(argv=None):
         default="fm",
         help="fm: conditional flow matching; mle: maximum likelihood (FFJORD)",
     )
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--width", type=positive_int, default=None)
+    p.add_argument("--depth", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
+    p.add_argument("--eval-every", type=positive_int, default=None)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = script_defaults(OBJECTIVES[args.objective], smoke=args.smoke)

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from lab import figures, grid, report, tables
-from lab.common import ROOT, machine, save_figures, write_json
+from lab.common import ROOT, machine, output_folder, positive_int, save_figures, write_json
 from lab.registry import FAMILIES, LABELS, ROWS
 
 from flowlab import datasets
@@ -100,15 +100,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--datasets", nargs="+", default=list(COURSE_DATASETS), metavar="NAME")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, metavar="MODEL")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. seeds-1)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (0 .. seeds-1)")
     p.add_argument("--quick", action="store_true", help="1 seed and small budgets")
     p.add_argument(
         "--smoke", action="store_true", help="one dataset, 1 seed, tiny budgets (seconds, for CI)"
     )
-    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--out", type=output_folder, default=None, help="output folder")
     p.add_argument(
         "--figures-dir",
-        type=Path,
+        type=output_folder,
         default=ROOT / "figures",
         help="where full runs also copy their figures (not with --quick or --smoke)",
     )

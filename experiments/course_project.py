@@ -35,7 +35,7 @@ from pathlib import Path
 
 import jax
 from lab import grid, studies, tables
-from lab.common import ROOT, machine, write_json
+from lab.common import ROOT, machine, output_folder, positive_int, write_json
 from lab.registry import FAMILIES, SMOKE
 
 from flowlab import datasets
@@ -73,13 +73,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="NAME",
         help=f"course datasets, any of: {', '.join(datasets.COURSE_NAMES)}",
     )
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0 .. seeds-1)")
-    p.add_argument("--steps", type=int, default=None, help="override every family's steps")
-    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (0 .. seeds-1)")
+    p.add_argument("--steps", type=positive_int, default=None, help="override every family's steps")
+    p.add_argument("--out", type=output_folder, default=None, help="output folder")
     p.add_argument("--smoke", action="store_true", help="tiny budgets (seconds, for CI)")
     p.add_argument(
         "--figures-dir",
-        type=Path,
+        type=output_folder,
         default=ROOT / "figures",
         help="where full runs also copy report.pdf (not with --smoke)",
     )

@@ -25,7 +25,15 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 from lab import figures, pipeline, samplers
-from lab.common import ROOT, apply_flags, base_parser, check_dataset, default_out
+from lab.common import (
+    ROOT,
+    apply_flags,
+    base_parser,
+    check_dataset,
+    default_out,
+    positive_float,
+    positive_int,
+)
 from lab.registry import script_defaults
 
 from flowlab import plotting
@@ -34,14 +42,16 @@ from flowlab.evaluate import sample_metrics
 
 def parse_args(argv=None):
     p = base_parser(__doc__.splitlines()[0], "pinwheel")
-    p.add_argument("--num-diffusion-steps", type=int, default=None, help="T (default 1000)")
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument(
+        "--num-diffusion-steps", type=positive_int, default=None, help="T (default 1000)"
+    )
+    p.add_argument("--width", type=positive_int, default=None)
+    p.add_argument("--depth", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = script_defaults("ddpm", smoke=args.smoke)
-    apply_flags(hp, args, ("num_diffusion_steps", "width", "depth", "lr"))
+    apply_flags(hp, args, ("steps", "num_diffusion_steps", "width", "depth", "lr"))
     default_out(args, f"ddpm_{args.dataset}")
     return args, hp
 

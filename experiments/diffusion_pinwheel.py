@@ -28,7 +28,14 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 from lab import figures, pipeline, samplers
-from lab.common import apply_flags, base_parser, check_dataset, default_out
+from lab.common import (
+    apply_flags,
+    base_parser,
+    check_dataset,
+    default_out,
+    positive_float,
+    positive_int,
+)
 from lab.registry import script_defaults
 
 from flowlab import plotting
@@ -50,11 +57,11 @@ def parse_args(argv=None):
         help="fixed-step sampler(s) to compare with the PF-ODE (always run); all: em, pc, "
         "ddpm (ancestral) and ddim (eta = 0)",
     )
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--width", type=positive_int, default=None)
+    p.add_argument("--depth", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
+    p.add_argument("--eval-every", type=positive_int, default=None)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = script_defaults("diffusion", smoke=args.smoke)

@@ -18,7 +18,14 @@ from __future__ import annotations
 import sys
 
 from lab import figures, pipeline
-from lab.common import apply_flags, base_parser, check_dataset, default_out
+from lab.common import (
+    apply_flags,
+    base_parser,
+    check_dataset,
+    default_out,
+    positive_float,
+    positive_int,
+)
 from lab.registry import script_defaults
 
 from flowlab.samplers import Langevin
@@ -26,9 +33,11 @@ from flowlab.samplers import Langevin
 
 def parse_args(argv=None):
     p = base_parser(__doc__.splitlines()[0], "pinwheel")
-    p.add_argument("--sigma", type=float, default=None, help="noise level (standardised units)")
-    p.add_argument("--k", type=int, default=None, help="noise draws per data point")
-    p.add_argument("--langevin-steps", type=int, default=1000)
+    p.add_argument(
+        "--sigma", type=positive_float, default=None, help="noise level (standardised units)"
+    )
+    p.add_argument("--k", type=positive_int, default=None, help="noise draws per data point")
+    p.add_argument("--langevin-steps", type=positive_int, default=1000)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = script_defaults("dsm", smoke=args.smoke)

@@ -37,7 +37,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from lab import figures, pipeline, registry
-from lab.common import base_parser, check_dataset, default_out
+from lab.common import (
+    base_parser,
+    check_dataset,
+    default_out,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
 
 import flowlab
 from flowlab import plotting
@@ -68,16 +75,22 @@ def parse_args(argv=None):
         default="cd",
         help="cd: persistent contrastive divergence; dsm: denoising score matching",
     )
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--langevin-steps", type=int, default=None, help="CD: Langevin steps K")
-    p.add_argument("--step-size", type=float, default=None, help="CD: Langevin step eta")
-    p.add_argument("--alpha", type=float, default=None, help="CD: energy-magnitude penalty")
-    p.add_argument("--sigma", type=float, default=None, help="DSM: noise level (standardised)")
-    p.add_argument("--sample-steps", type=int, default=None, help="Langevin steps of sampling")
+    p.add_argument("--width", type=positive_int, default=None)
+    p.add_argument("--depth", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
+    p.add_argument("--eval-every", type=positive_int, default=None)
+    p.add_argument("--langevin-steps", type=positive_int, default=None, help="CD: Langevin steps K")
+    p.add_argument("--step-size", type=positive_float, default=None, help="CD: Langevin step eta")
+    p.add_argument(
+        "--alpha", type=nonnegative_float, default=None, help="CD: energy-magnitude penalty"
+    )
+    p.add_argument(
+        "--sigma", type=positive_float, default=None, help="DSM: noise level (standardised)"
+    )
+    p.add_argument(
+        "--sample-steps", type=positive_int, default=None, help="Langevin steps of sampling"
+    )
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = registry.script_defaults(OBJECTIVES[args.objective], smoke=args.smoke)

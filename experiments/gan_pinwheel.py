@@ -30,7 +30,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from lab import figures, pipeline
-from lab.common import apply_flags, base_parser, check_dataset, default_out
+from lab.common import (
+    apply_flags,
+    base_parser,
+    check_dataset,
+    default_out,
+    nonnegative_float,
+    positive_int,
+)
 from lab.registry import build_optimizer, script_defaults
 
 from flowlab import plotting
@@ -46,14 +53,20 @@ TARGET_FLOOR_MULTIPLE = 5.0  # the issue's target: energy distance within 5x the
 
 def parse_args(argv=None):
     p = base_parser(__doc__.splitlines()[0], "pinwheel")
-    p.add_argument("--latent-size", type=int, default=None, help="generator latent dimension")
-    p.add_argument("--width", type=int, default=None, help="hidden width of both players")
-    p.add_argument("--depth", type=int, default=None, help="hidden layers of both players")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--generator-lr", type=float, default=None, help="generator peak rate")
-    p.add_argument("--discriminator-lr", type=float, default=None, help="discriminator rate")
-    p.add_argument("--r1", type=float, default=None, help="R1 penalty weight (0: none)")
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument(
+        "--latent-size", type=positive_int, default=None, help="generator latent dimension"
+    )
+    p.add_argument("--width", type=positive_int, default=None, help="hidden width of both players")
+    p.add_argument("--depth", type=positive_int, default=None, help="hidden layers of both players")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument(
+        "--generator-lr", type=nonnegative_float, default=None, help="generator peak rate"
+    )
+    p.add_argument(
+        "--discriminator-lr", type=nonnegative_float, default=None, help="discriminator rate"
+    )
+    p.add_argument("--r1", type=nonnegative_float, default=None, help="R1 penalty weight (0: none)")
+    p.add_argument("--eval-every", type=positive_int, default=None)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = script_defaults("gan", smoke=args.smoke)

@@ -45,7 +45,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from lab import figures, pipeline, registry
-from lab.common import apply_flags, base_parser, check_dataset, default_out
+from lab.common import (
+    apply_flags,
+    base_parser,
+    check_dataset,
+    default_out,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
 
 import flowlab
 from flowlab import plotting
@@ -70,16 +78,22 @@ FLAGS = (
 
 def parse_args(argv=None):
     p = base_parser(__doc__.splitlines()[0], "pinwheel")
-    p.add_argument("--latent-size", type=int, default=None, help="latent dimension k")
+    p.add_argument("--latent-size", type=positive_int, default=None, help="latent dimension k")
     p.add_argument("--variance", choices=VARIANCES, default=None, help="decoder variance")
-    p.add_argument("--decoder-std", type=float, default=None, help="initial/fixed decoder std")
-    p.add_argument("--min-std", type=float, default=None, help="floor of the decoder std")
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--quadrature-size", type=int, default=None, help="intervals per latent axis")
+    p.add_argument(
+        "--decoder-std", type=positive_float, default=None, help="initial/fixed decoder std"
+    )
+    p.add_argument(
+        "--min-std", type=nonnegative_float, default=None, help="floor of the decoder std"
+    )
+    p.add_argument("--width", type=positive_int, default=None)
+    p.add_argument("--depth", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
+    p.add_argument("--eval-every", type=positive_int, default=None)
+    p.add_argument(
+        "--quadrature-size", type=positive_int, default=None, help="intervals per latent axis"
+    )
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = apply_flags(registry.script_defaults("vae", smoke=args.smoke), args, FLAGS)

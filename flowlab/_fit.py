@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -31,13 +32,22 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ._checkpoint import atomic_write_text, load_checkpoint, read_header, save_checkpoint
-from ._checks import check_count, check_points
+from ._checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    load_checkpoint,
+    read_header,
+    save_checkpoint,
+)
+from ._checks import check_count, check_key, check_points
 from ._compile import CompileClock
+from ._fingerprint import describe_callable, describe_data
 from ._model import AbstractModel, trainable_filter
 from ._typing import Array, Key, Points
 from .objectives import AbstractObjective, AbstractStatefulObjective
 from .optim import Adam, default_optimizer
+
+_log = logging.getLogger("flowlab")
 
 __all__ = [
     "History",
@@ -48,9 +58,33 @@ __all__ = [
 
 
 def _describe_optimizer(optimizer) -> Any:
-    if isinstance(optimizer, Adam):
+    """An optimiser's configuration for the checkpoint: its numbers (:class:`Adam`, or any
+    with ``describe()``, e.g. :class:`~flowlab.TwoPlayerAdam`), or for another Optax
+    transformation its type and a hash of its functions' code and closures (learning
+    rates, schedules)."""
+    if isinstance(optimizer, Adam) or callable(getattr(optimizer, "describe", None)):
         return optimizer.describe()
-    return f"custom optax transformation {type(optimizer).__name__} (not compared)"
+    return {"optax": describe_callable(optimizer)}
+
+
+def _describe_objective(loss_fn) -> Any:
+    """An objective's configuration for the checkpoint: an Equinox module (every flowlab
+    objective) by its ``repr`` (its fields), any other callable by qualified name and a
+    hash of its code and closure."""
+    if isinstance(loss_fn, eqx.Module):
+        return repr(loss_fn)
+    return describe_callable(loss_fn)
+
+
+def _check_ema_decay(ema_decay) -> None:
+    if ema_decay is None:
+        return
+    real = isinstance(ema_decay, int | float | np.integer | np.floating)
+    if isinstance(ema_decay, bool) or not real or not 0 <= ema_decay < 1:
+        raise ValueError(
+            "expected ema_decay to be None (no moving average) or a number in [0, 1) (the "
+            f"weight of the old average at each step, e.g. 0.999), got {ema_decay!r}"
+        )
 
 
 @dataclasses.dataclass
@@ -132,8 +166,13 @@ class Trainer(eqx.Module):
             callable ``loss(model, batch, key)``).
         optimizer: an Optax transformation (e.g. :class:`~flowlab.optim.Adam`).
         static: the non-trained part of the model (from ``eqx.partition``).
-        batch_size: points per step, drawn uniformly with replacement.
-        ema_decay: decay of the weights' exponential moving average, or ``None``.
+        batch_size: points per step, drawn uniformly with replacement (a positive
+            integer; it may exceed the number of points).
+        ema_decay: decay of the weights' exponential moving average, in ``[0, 1)``, or
+            ``None`` for none.
+
+    Raises:
+        ValueError: at construction, for a ``batch_size`` or ``ema_decay`` out of range.
     """
 
     objective: Any
@@ -141,6 +180,10 @@ class Trainer(eqx.Module):
     static: Any
     batch_size: int = eqx.field(static=True)
     ema_decay: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        check_count(self.batch_size, "batch_size")
+        _check_ema_decay(self.ema_decay)
 
     def init(self, params, data: Points, key: Key) -> TrainState:
         """The state of a fresh run."""
@@ -241,7 +284,11 @@ def fit(
     the run's state and history are saved atomically. Calling ``fit`` again with the same
     arguments and an existing checkpoint resumes from it and finishes with exactly the
     numbers an uninterrupted run would have given (chunk ``i`` always uses
-    ``fold_in(key, i)``).
+    ``fold_in(key, i)``); it says so, with the step, on the ``"flowlab"`` logger (level
+    INFO). The checkpoint records what the run trains on and with — the
+    hyperparameters, the objective (its fields; a plain function by name and a hash of its
+    code and closure), the optimiser, and the training and hold-out data (shape, dtype and a
+    hash of their bytes) — and a resume that differs in any of them is refused.
 
     Arguments:
         model: a flowlab model (what it trains is ``model.trainable()``) or any Equinox
@@ -250,25 +297,43 @@ def fit(
             ``loss(model, batch, key) -> scalar | (scalar, aux)``).
         train_data, holdout_data: shape ``(n, d)`` arrays, ``d`` the model's dimension.
         key: PRNG key; the whole run is a function of it.
-        steps: total optimiser steps.
-        batch_size: points per step, drawn uniformly with replacement.
+        steps: total optimiser steps (a positive integer).
+        batch_size: points per step, drawn uniformly with replacement (a positive integer;
+            it may exceed the number of training points).
         optimizer: an Optax transformation (default :func:`~flowlab.optim.default_optimizer`).
-        eval_every: steps between hold-out evaluations (and checkpoints).
-        ema_decay: keep an exponential moving average of the weights with this decay and
-            return it (hold-out losses are then those of the average).
+        eval_every: steps between hold-out evaluations and checkpoints (a positive integer;
+            the last chunk is shorter when it does not divide ``steps``).
+        ema_decay: keep an exponential moving average of the weights with this decay, in
+            ``[0, 1)``, and return it (hold-out losses are then those of the average);
+            ``None`` keeps none.
         metrics: ``name -> fn(model) -> float`` evaluated at every evaluation.
         checkpoint: file path for a resumable checkpoint.
         hyperparameters: JSON-serialisable description of the run, saved in the checkpoint
-            with the objective's and optimiser's configuration; a checkpoint whose
-            hyperparameters, objective or optimiser differ is refused rather than resumed.
+            with the objective's and optimiser's configuration and the data's fingerprint;
+            a checkpoint whose hyperparameters, objective, optimiser or data differ is
+            refused rather than resumed.
         progress: show a progress bar.
         filter_spec: which parts of ``model`` to train (default ``model.trainable()``).
         callback: ``callback(step, history)`` after each evaluation and checkpoint; if it
             returns ``True`` training stops there and the model of that step is returned.
+
+    Raises:
+        ValueError: for a ``key`` that is not one PRNG key (e.g. an int seed), a count
+            that is not a positive integer, an ``ema_decay`` outside
+            ``[0, 1)``, data of the wrong shape or with non-finite values, a
+            ``checkpoint`` that is a folder, or an objective that does not train this kind
+            of model (at trace time).
+        flowlab.CheckpointError: (a ``ValueError``) for a checkpoint written by another
+            run (it names each entry that differs, saved and now), by a flowlab too old to
+            record the data and objective it trained on, or not a checkpoint at all.
+        FloatingPointError: when the training loss becomes non-finite.
     """
+    check_key(key, "key")
     steps = check_count(steps, "steps")
     batch_size = check_count(batch_size, "batch_size")
     eval_every = check_count(eval_every, "eval_every")
+    _check_ema_decay(ema_decay)
+    _check_checkpoint_path(checkpoint)
     train_data, holdout_data = _check_data(model, train_data, holdout_data)
     if optimizer is None:
         optimizer = default_optimizer(steps)
@@ -280,7 +345,7 @@ def fit(
     hyperparameters.setdefault("batch_size", batch_size)
     hyperparameters.setdefault("eval_every", eval_every)
     hyperparameters.setdefault("ema_decay", ema_decay)
-    config = _run_config(loss_fn, optimizer, hyperparameters)
+    config = _run_config(loss_fn, optimizer, hyperparameters, train_data, holdout_data)
 
     params, static = eqx.partition(model, filter_spec)
     trainer = Trainer(loss_fn, optimizer, static, batch_size, ema_decay)
@@ -289,6 +354,7 @@ def fit(
     history, start_step = History(metrics={name: [] for name in metrics}), 0
     if checkpoint is not None and Path(checkpoint).exists():
         state, history, start_step = _resume(checkpoint, config, state)
+        _log_resume(checkpoint, start_step, steps)
     elapsed = history.wall_time[-1] if history.wall_time else 0.0
     repeats = _holdout_repeats(loss_fn)
     holdout_rep = jnp.tile(holdout_data, (repeats, 1))
@@ -346,36 +412,85 @@ def _check_data(model, train_data, holdout_data) -> tuple[Points, Points]:
     return check_points(train_data, d, "train_data"), check_points(holdout_data, d, "holdout_data")
 
 
-def _run_config(loss_fn, optimizer, hyperparameters: dict) -> dict:
+def _log_resume(checkpoint, step: int, steps: int, what: str = "") -> None:
+    """Say (logger ``"flowlab"``, level INFO) that a run resumes, and from which step."""
+    done = " (finished: nothing left to train)" if step >= steps else ""
+    _log.info("resuming %sfrom %s at step %d of %d%s", what, checkpoint, step, steps, done)
+
+
+def _check_checkpoint_path(checkpoint) -> None:
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        raise ValueError(
+            f"expected checkpoint to be a file path (existing or not), got the folder {checkpoint}"
+        )
+
+
+def _run_config(loss_fn, optimizer, hyperparameters: dict, train_data, holdout_data) -> dict:
     """What a checkpoint records of the run, as JSON would read it back: a resumed run must
-    match it exactly."""
+    match it exactly. ``data`` fingerprints both data sets (shape, dtype, SHA-256)."""
     config = {
         "hyperparameters": hyperparameters,
-        "objective": repr(loss_fn) if isinstance(loss_fn, eqx.Module) else type(loss_fn).__name__,
+        "objective": _describe_objective(loss_fn),
         "optimizer": _describe_optimizer(optimizer),
+        "data": {
+            "train_data": describe_data(train_data),
+            "holdout_data": describe_data(holdout_data),
+        },
     }
     return json.loads(json.dumps(config))
 
 
 def _resume(checkpoint, config: dict, state):
     """The training state and history saved in ``checkpoint``, after checking that it was
-    written by the same run (hyperparameters, objective, optimiser); a ``ValueError`` that
-    shows the differences otherwise."""
+    written by the same run (hyperparameters, objective, optimiser, data); a
+    :class:`~flowlab.CheckpointError` that shows the differences otherwise."""
     header, state = _load_run(checkpoint, config, state)
     return state, History.from_dict(header["history"]), header["step"]
 
 
+def _differences(saved, now, path: str) -> list[tuple[str, Any, Any]]:
+    """``(path, saved, now)`` of every leaf where two JSON values differ."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for k in list(now) + [k for k in saved if k not in now]:
+            out += _differences(saved.get(k, "<missing>"), now.get(k, "<missing>"), f"{path}.{k}")
+        return out
+    nested = isinstance(saved, list) and any(isinstance(v, dict | list) for v in saved)
+    if nested and isinstance(now, list) and len(saved) == len(now):  # e.g. fit_many's runs
+        out = []
+        for i, (a, b) in enumerate(zip(saved, now, strict=True)):
+            out += _differences(a, b, f"{path}[{i}]")
+        return out
+    return [] if saved == now else [(path, saved, now)]
+
+
+def _short(value, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _load_run(checkpoint, config: dict, like):
     """``(header, state)`` of ``checkpoint`` when its header matches ``config`` (else a
-    ``ValueError`` showing the differences); the state shaped ``like``."""
+    :class:`~flowlab.CheckpointError` naming each entry that differs, saved and now); the
+    state shaped ``like``."""
     header = read_header(checkpoint)  # compare the run first, then load its arrays
+    if "data" not in header:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} has no fingerprint of the data and objective it was "
+            "trained with (it was written by an older flowlab), so this run cannot be "
+            "checked against it: delete it (or use another path) to train from the start"
+        )
     saved = {k: header.get(k) for k in config}
     if saved != config:
-        diff = [k for k in config if saved[k] != config[k]]
-        lines = "\n".join(f"  {k}: saved {saved[k]!r}\n  {k}: now   {config[k]!r}" for k in diff)
-        raise ValueError(
+        top = [k for k in config if saved[k] != config[k]]
+        diff = _differences(saved, config, "")
+        lines = "\n".join(
+            f"  {path[1:]}: saved {_short(old)}\n  {path[1:]}: now   {_short(new)}"
+            for path, old, new in diff
+        )
+        raise CheckpointError(
             f"checkpoint {checkpoint} was written by a run with a different "
-            f"{', '.join(diff)}:\n{lines}\nuse another output path or delete the checkpoint"
+            f"{', '.join(top)}:\n{lines}\nuse another output path or delete the checkpoint"
         )
     return load_checkpoint(checkpoint, like)
 

@@ -39,15 +39,18 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._checkpoint import save_checkpoint
-from ._checks import check_count
+from ._checks import check_count, check_key
 from ._compile import CompileClock
 from ._fit import (
     History,
     Trainer,
     TrainState,
+    _check_checkpoint_path,
     _check_data,
+    _check_ema_decay,
     _holdout_repeats,
     _load_run,
+    _log_resume,
     _progress_bar,
     _record,
     _run_config,
@@ -177,6 +180,8 @@ def _run_keys(keys, n_runs: int | None) -> list:
         out = [keys[r] for r in range(keys.shape[0])]
     if n_runs is not None and len(out) != n_runs:
         raise ValueError(f"{len(out)} keys for {n_runs} models: one key per run")
+    for r, key in enumerate(out):
+        check_key(key, f"keys[{r}]")
     return out
 
 
@@ -237,7 +242,9 @@ def fit_many(
             per run (e.g. each run's own hold-out NLL); evaluated on each run's model at
             every evaluation.
         checkpoint: one file for the whole batch; calling again with the same arguments
-            resumes from it with exactly the numbers of an uninterrupted batch.
+            resumes from it with exactly the numbers of an uninterrupted batch (it records
+            each run's hyperparameters and data fingerprint, the objective and optimiser,
+            and refuses a batch that differs, as :func:`flowlab.fit` does).
         hyperparameters: one dict for every run, or a list of one per run (saved in the
             checkpoint and checked on resume).
         progress: show one progress bar for the batch.
@@ -248,6 +255,11 @@ def fit_many(
             many as divide R are used, each holding R / n of the runs.
 
     ``History.wall_time`` and ``compile_time`` are the batch's (shared by its runs).
+
+    Raises:
+        ValueError: as :func:`flowlab.fit` (counts, ``ema_decay``, data, checkpoint), and
+            for runs that cannot share one program (a different number of keys, data sets
+            or per-run entries than models; models that differ in a non-array field).
     """
     models = list(models)
     if not models:
@@ -257,6 +269,8 @@ def fit_many(
     steps = check_count(steps, "steps")
     batch_size = check_count(batch_size, "batch_size")
     eval_every = check_count(eval_every, "eval_every")
+    _check_ema_decay(ema_decay)
+    _check_checkpoint_path(checkpoint)
     trains, train_batched = _as_runs(train_data, n_runs, "train_data")
     holdouts, holdout_batched = _as_runs(holdout_data, n_runs, "holdout_data")
     checked = [_check_data(m, t, h) for m, t, h in zip(models, trains, holdouts, strict=True)]
@@ -272,7 +286,10 @@ def fit_many(
         hp.setdefault("eval_every", eval_every)
         hp.setdefault("ema_decay", ema_decay)
         hps.append(hp)
-    configs = [_run_config(loss_fn, optimizer, hp) for hp in hps]
+    configs = [
+        _run_config(loss_fn, optimizer, hp, t, h)
+        for hp, t, h in zip(hps, trains, holdouts, strict=True)
+    ]
     config = {
         "runs": n_runs,
         "configs": configs,
@@ -332,6 +349,7 @@ def fit_many(
         header, (state, saved_active) = _load_run(checkpoint, config, (state, jnp.asarray(active)))
         histories = [History.from_dict(h) for h in header["histories"]]
         active, start_step = np.asarray(saved_active, bool), header["step"]
+        _log_resume(checkpoint, start_step, steps, f"{n_runs} runs ")
         state = _place(state, mesh)
     elapsed = histories[0].wall_time[-1] if histories[0].wall_time else 0.0
     bar = _progress_bar(steps, start_step) if progress and start_step < steps else None

@@ -13,15 +13,51 @@ that a resumed run is refused when the optimiser differs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 import optax
 
 from ._checks import check_count
 
 __all__ = ["Adam", "TwoPlayerAdam", "default_optimizer", "player_labels"]
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _check_rate(value, name: str, *, zero: bool) -> None:
+    """A finite learning rate, > 0 (or >= 0 when ``zero``)."""
+    ok = _is_real(value) and math.isfinite(value) and (value >= 0 if zero else value > 0)
+    if not ok:
+        raise ValueError(f"expected a finite {name} {'>= 0' if zero else '> 0'}, got {value!r}")
+
+
+def _check_schedule(steps, warmup, clip, b1, b2) -> None:
+    """The numbers an :class:`Adam` schedule shares with :class:`TwoPlayerAdam`: a positive
+    step count, a warm-up in ``[0, steps)`` (or ``None``), a clip ``> 0`` (``inf``: no
+    clipping) and moment decays in ``[0, 1)``; a ``ValueError`` naming the value otherwise."""
+    steps = check_count(steps, "steps")
+    if warmup is not None and (
+        isinstance(warmup, bool)
+        or not isinstance(warmup, int | np.integer)
+        or not 0 <= warmup < steps
+    ):
+        raise ValueError(
+            f"expected warmup to be None or an integer in [0, steps) = [0, {steps}), got {warmup!r}"
+        )
+    if not (_is_real(clip) and clip > 0):
+        raise ValueError(
+            f"expected clip > 0 (the global gradient-norm bound; float('inf') for none), got "
+            f"{clip!r}: a clip of 0 scales every update to zero and nothing trains"
+        )
+    for name, value in (("b1", b1), ("b2", b2)):
+        if not (_is_real(value) and 0 <= value < 1):
+            raise ValueError(f"expected {name} in [0, 1), got {value!r}")
 
 
 class Adam(eqx.Module):
@@ -30,11 +66,15 @@ class Adam(eqx.Module):
     ``GradientTransformation`` is (``init``/``update``).
 
     Arguments:
-        steps: length of the schedule.
-        learning_rate: peak learning rate.
-        warmup: warm-up steps (default ``min(500, steps // 20)``).
-        clip: global gradient-norm clip.
-        b1, b2: Adam's moment decays.
+        steps: length of the schedule (a positive integer; with 1 the step is taken at
+            ``learning_rate``, there being nothing to warm up or decay).
+        learning_rate: peak learning rate (finite, > 0).
+        warmup: warm-up steps in ``[0, steps)`` (default ``min(500, steps // 20)``).
+        clip: global gradient-norm clip (> 0; ``float("inf")`` for none).
+        b1, b2: Adam's moment decays, in ``[0, 1)``.
+
+    Raises:
+        ValueError: at construction, when a value is out of its range (the message names it).
     """
 
     steps: int = eqx.field(static=True)
@@ -45,20 +85,24 @@ class Adam(eqx.Module):
     b2: float = eqx.field(static=True, default=0.999)
 
     def __check_init__(self):
-        check_count(self.steps, "steps")
-        if not self.learning_rate > 0:
-            raise ValueError(f"expected learning_rate > 0, got {self.learning_rate!r}")
+        _check_schedule(self.steps, self.warmup, self.clip, self.b1, self.b2)
+        _check_rate(self.learning_rate, "learning_rate", zero=False)
 
     def transformation(self) -> optax.GradientTransformation:
         """The Optax transformation."""
         warmup = min(500, self.steps // 20) if self.warmup is None else self.warmup
-        schedule = optax.warmup_cosine_decay_schedule(
-            init_value=0.0,
-            peak_value=self.learning_rate,
-            warmup_steps=max(warmup, 1),
-            decay_steps=max(self.steps, warmup + 1),
-            end_value=self.learning_rate * 1e-2,
-        )
+        if self.steps == 1:
+            # one step: nothing to warm up or decay (Optax's cosine decay needs at least
+            # one decay step); the step is taken at the peak rate
+            schedule = optax.constant_schedule(self.learning_rate)
+        else:
+            schedule = optax.warmup_cosine_decay_schedule(
+                init_value=0.0,
+                peak_value=self.learning_rate,
+                warmup_steps=max(warmup, 1),
+                decay_steps=max(self.steps, warmup + 1),
+                end_value=self.learning_rate * 1e-2,
+            )
         return optax.chain(
             optax.clip_by_global_norm(self.clip), optax.adam(schedule, b1=self.b1, b2=self.b2)
         )
@@ -80,14 +124,19 @@ class Adam(eqx.Module):
 def default_optimizer(
     steps: int, learning_rate: float = 2e-3, warmup: int | None = None, clip: float = 1.0
 ) -> Adam:
-    """Adam with linear warm-up, cosine decay to 1% and global-norm clipping."""
+    """Adam with linear warm-up, cosine decay to 1% and global-norm clipping (a constant
+    rate for a single step).
+
+    Arguments:
+        steps: length of the schedule (a positive integer).
+        learning_rate: peak learning rate (finite, > 0).
+        warmup: warm-up steps in ``[0, steps)`` (default ``min(500, steps // 20)``).
+        clip: global gradient-norm clip (> 0; ``float("inf")`` for none).
+
+    Raises:
+        ValueError: when a value is out of its range (the message names it).
+    """
     return Adam(steps=steps, learning_rate=learning_rate, warmup=warmup, clip=clip)
-
-
-def _describe_optimizer(optimizer) -> Any:
-    if isinstance(optimizer, Adam):
-        return optimizer.describe()
-    return f"custom optax transformation {type(optimizer).__name__} (not compared)"
 
 
 def player_labels(tree: Any) -> Any:
@@ -110,11 +159,15 @@ class TwoPlayerAdam(eqx.Module):
     ``GradientTransformation`` is, on the trained part of a :class:`GAN`.
 
     Arguments:
-        steps: length of the schedule.
-        generator_lr, discriminator_lr: peak learning rates.
-        b1, b2: Adam's moment decays (``b1 = 0.5`` is the usual GAN choice).
-        warmup: warm-up steps (default ``min(500, steps // 20)``).
-        clip: global gradient-norm clip of each player.
+        steps: length of the schedule (a positive integer).
+        generator_lr, discriminator_lr: peak learning rates (finite, >= 0; 0 freezes that
+            player).
+        b1, b2: Adam's moment decays in ``[0, 1)`` (``b1 = 0.5`` is the usual GAN choice).
+        warmup: warm-up steps in ``[0, steps)`` (default ``min(500, steps // 20)``).
+        clip: global gradient-norm clip of each player (> 0; ``float("inf")`` for none).
+
+    Raises:
+        ValueError: at construction, when a value is out of its range (the message names it).
     """
 
     steps: int = eqx.field(static=True)
@@ -126,10 +179,9 @@ class TwoPlayerAdam(eqx.Module):
     clip: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
-        check_count(self.steps, "steps")
+        _check_schedule(self.steps, self.warmup, self.clip, self.b1, self.b2)
         for name in ("generator_lr", "discriminator_lr"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"expected {name} >= 0, got {getattr(self, name)!r}")
+            _check_rate(getattr(self, name), name, zero=True)
 
     def _adam(self, lr: float) -> optax.GradientTransformation:
         if lr == 0:

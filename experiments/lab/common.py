@@ -2,7 +2,9 @@
 
 Every experiment script takes ``--dataset --steps --seed --out --smoke --fresh`` and writes
 ``metrics.json``, ``samples.npz``, ``history.json``, a model checkpoint and figures to
-``--out``; full (non-smoke) runs also copy their figures to ``figures/``.
+``--out``; full (non-smoke) runs also copy their figures to ``figures/``. Flags are checked
+where they are parsed (:func:`positive_int`, :func:`output_folder`, ...): a bad value is a
+usage error (exit status 2) naming the flag, what it expects and what it got.
 
 The rest of the shared code, one idea per module: ``registry.py`` (one entry per family:
 label, defaults, smoke budget, table rows, objective), ``pipeline.py`` (train, evaluate
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 from pathlib import Path
 
@@ -28,6 +31,55 @@ from flowlab.plotting import save_figure
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _number(text: str, kind, expected: str, ok):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(text, int, "a positive integer", lambda v: v >= 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _number(text, float, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    return _number(text, float, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+
+
+def output_folder(text: str) -> Path:
+    """argparse type: a folder that exists or can be made, and can be written to."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected an output folder, got the existing file {path}")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"expected an output folder, got {path}, below the existing file {existing}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"expected a writable output folder, got {path} ({existing} is not writable)"
+        )
+    return path
+
+
 def base_parser(description: str, default_dataset: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -36,12 +88,17 @@ def base_parser(description: str, default_dataset: str) -> argparse.ArgumentPars
         "--dataset", default=default_dataset, help=f"one of: {', '.join(flowlab.datasets.NAMES)}"
     )
     p.add_argument(
-        "--steps", type=int, default=None, help="gradient steps (default depends on the objective)"
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="gradient steps (default depends on the objective)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every PRNG key in the run")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of every PRNG key in the run"
+    )
     p.add_argument(
         "--out",
-        type=Path,
+        type=output_folder,
         default=None,
         help="output folder (default results/<script>_<dataset>_<objective>)",
     )
@@ -52,7 +109,7 @@ def base_parser(description: str, default_dataset: str) -> argparse.ArgumentPars
     )
     p.add_argument(
         "--figures-dir",
-        type=Path,
+        type=output_folder,
         default=ROOT / "figures",
         help="where full runs also copy their figures (not written with --smoke)",
     )

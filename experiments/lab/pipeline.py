@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,12 +136,42 @@ def _save_finished(hp: dict, folder: Path, model, history) -> None:
     flowlab.save_model(model_path, model, hp)
 
 
+class _Stdout(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout`` is when a record comes."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def show_flowlab_log() -> None:
+    """Print what flowlab logs at level INFO (a resumed run says so, and from which step)
+    to stdout, whatever the progress setting; once per process."""
+    log = logging.getLogger("flowlab")
+    if not any(isinstance(h, _Stdout) for h in log.handlers):
+        handler = _Stdout()
+        handler.setFormatter(logging.Formatter("[flowlab] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def _with_fresh_hint(err: flowlab.CheckpointError, checkpoint: Path) -> flowlab.CheckpointError:
+    return flowlab.CheckpointError(
+        f"{err}\n(rerun with --fresh to discard {checkpoint} and train from the start)"
+    )
+
+
 def fit_or_load(
     hp: dict, train, holdout, keys, folder: Path, *, progress: bool, fresh: bool, metrics=None
 ):
-    """Train the model of ``hp`` in ``folder`` (resuming from its checkpoint), or load it
-    when ``folder`` holds a finished run with the same hyperparameters; returns ``(model,
-    history, seconds this call took)``."""
+    """Train the model of ``hp`` in ``folder`` (resuming from its checkpoint, and saying so),
+    or load it when ``folder`` holds a finished run with the same hyperparameters; returns
+    ``(model, history, seconds this call took)``. A checkpoint of another run (or not
+    readable) raises :class:`flowlab.CheckpointError`, pointing to ``--fresh``."""
     t0 = time.perf_counter()
     done = load_finished(hp, folder, fresh=fresh)
     if done is not None:
@@ -147,17 +179,22 @@ def fit_or_load(
     model = build_model(hp)
     if metrics is None:
         metrics = default_training_metrics(model, holdout, keys)
-    model, history = flowlab.fit(
-        model,
-        build_objective(hp),
-        train,
-        holdout,
-        key=keys["train"],
-        metrics=metrics,
-        checkpoint=_paths(folder)[0],
-        hyperparameters=hp,
-        **_fit_kwargs(hp, progress),
-    )
+    ckpt = _paths(folder)[0]
+    try:
+        show_flowlab_log()
+        model, history = flowlab.fit(
+            model,
+            build_objective(hp),
+            train,
+            holdout,
+            key=keys["train"],
+            metrics=metrics,
+            checkpoint=ckpt,
+            hyperparameters=hp,
+            **_fit_kwargs(hp, progress),
+        )
+    except flowlab.CheckpointError as err:
+        raise _with_fresh_hint(err, ckpt) from None
     _save_finished(hp, folder, model, history)
     return model, history, time.perf_counter() - t0
 
@@ -169,17 +206,21 @@ def fit_batch(runs: list[dict], checkpoint: Path, *, progress: bool):
     and ``model`` (built from ``hp``). The batch checkpoints to ``checkpoint`` (resumed when
     there, removed when done). Returns ``[(model, history)]`` in the order of ``runs``."""
     hps = [r["hp"] for r in runs]
-    models, histories = flowlab.fit_many(
-        [r["model"] for r in runs],
-        build_objective(hps[0]),
-        [r["train"] for r in runs],
-        [r["holdout"] for r in runs],
-        keys=[r["keys"]["train"] for r in runs],
-        metrics=[default_training_metrics(r["model"], r["holdout"], r["keys"]) for r in runs],
-        checkpoint=checkpoint,
-        hyperparameters=hps,
-        **_fit_kwargs(hps[0], progress),
-    )
+    try:
+        show_flowlab_log()
+        models, histories = flowlab.fit_many(
+            [r["model"] for r in runs],
+            build_objective(hps[0]),
+            [r["train"] for r in runs],
+            [r["holdout"] for r in runs],
+            keys=[r["keys"]["train"] for r in runs],
+            metrics=[default_training_metrics(r["model"], r["holdout"], r["keys"]) for r in runs],
+            checkpoint=checkpoint,
+            hyperparameters=hps,
+            **_fit_kwargs(hps[0], progress),
+        )
+    except flowlab.CheckpointError as err:
+        raise _with_fresh_hint(err, checkpoint) from None
     for r, model, history in zip(runs, models, histories, strict=True):
         _save_finished(r["hp"], r["folder"], model, history)
     checkpoint.unlink(missing_ok=True)
@@ -188,7 +229,8 @@ def fit_batch(runs: list[dict], checkpoint: Path, *, progress: bool):
 
 def train_model(family_name: str, args, hp: dict, train, holdout, keys, *, metrics=None):
     """Build and fit the model of a script run in ``args.out`` (resuming from the
-    checkpoint there; ``--fresh`` starts over)."""
+    checkpoint there, and saying so; ``--fresh`` starts over). A checkpoint of another run
+    ends the script with its message (exit status 1), not a traceback."""
     model = build_model(hp)
     n_params = flowlab.nn.num_parameters(eqx_filter_trainable(model))
     print(
@@ -202,16 +244,19 @@ def train_model(family_name: str, args, hp: dict, train, holdout, keys, *, metri
         ckpt.unlink()
     # a script always refits from its checkpoint (a finished checkpoint costs nothing)
     (args.out / "model.eqx").unlink(missing_ok=True)
-    return fit_or_load(
-        hp,
-        train,
-        holdout,
-        keys,
-        args.out,
-        progress=not args.no_progress,
-        fresh=False,
-        metrics=metrics,
-    )
+    try:
+        return fit_or_load(
+            hp,
+            train,
+            holdout,
+            keys,
+            args.out,
+            progress=not args.no_progress,
+            fresh=False,
+            metrics=metrics,
+        )
+    except flowlab.CheckpointError as err:
+        raise SystemExit(f"[{family_name}] {err}") from None
 
 
 def eqx_filter_trainable(model):

@@ -12,6 +12,14 @@ from .._typing import Array, Key, Points
 __all__ = ["AbstractObjective", "AbstractStatefulObjective"]
 
 
+def check_model(model: Any, expected: type, objective: str, what: str) -> None:
+    """A trace-time ``ValueError`` unless ``model`` is an ``expected``: ``"<objective>
+    trains <what>, got <type>"`` (instead of an ``AttributeError`` from deep inside the
+    loss)."""
+    if not isinstance(model, expected):
+        raise ValueError(f"{objective} trains {what}, got {type(model).__name__}")
+
+
 class AbstractObjective(eqx.Module):
     """A training loss ``objective(model, batch, key) -> loss`` or ``(loss, aux)``.
 

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from .._typing import Array, Key, Points
-from ._base import AbstractObjective
+from ..cnf import CNF
+from ._base import AbstractObjective, check_model
 
 __all__ = ["FlowMatching"]
 
@@ -39,6 +40,11 @@ class FlowMatching(AbstractObjective):
             default CNF reaches a given checkerboard NLL in about as many steps at a
             quarter of the batch (``benchmarks/TIME_TO_QUALITY.md``).
         holdout_repeats: noise draws per hold-out point in the hold-out loss.
+
+    Raises:
+        ValueError: (when called, at trace time) for a model that is not a
+            :class:`~flowlab.CNF` (the path runs from its base at $t = 0$ to the data at
+            $t = 1$).
     """
 
     sigma_min: float = eqx.field(static=True, default=0.0)
@@ -57,6 +63,7 @@ class FlowMatching(AbstractObjective):
             raise ValueError(f"expected time_power > 0, got {self.time_power!r}")
 
     def __call__(self, model, x: Points, key: Key) -> Array:
+        check_model(model, CNF, "FlowMatching", "a CNF (base at t = 0, data at t = 1)")
         z1 = model.standardizer(x.shape[-1]).forward(x)
         k0, kt, kc, kb = jax.random.split(key, 4)
         z0 = jax.random.normal(k0, z1.shape, z1.dtype)

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 from .._checks import check_count
 from .._protocols import AbstractEnergyModel, AbstractGaussianDiffusion, AbstractSDEModel
 from .._typing import Array, Key, Points
-from ._base import AbstractObjective
+from ..single_noise import SingleNoiseScore
+from ._base import AbstractObjective, check_model
 
 __all__ = ["WEIGHTINGS", "DenoisingScoreMatching", "EnergyDSM", "SingleNoiseDSM", "Weighting"]
 
@@ -45,11 +46,9 @@ def _check_positive_int(value, name: str) -> None:
 
 
 def _check_energy_model(model, name: str) -> None:
-    if not isinstance(model, AbstractEnergyModel):
-        raise ValueError(
-            f"{name} trains an energy model (AbstractEnergyModel, e.g. an EBM), got "
-            f"{type(model).__name__}"
-        )
+    check_model(
+        model, AbstractEnergyModel, name, "an energy model (AbstractEnergyModel, e.g. an EBM)"
+    )
 
 
 class DenoisingScoreMatching(AbstractObjective):
@@ -78,6 +77,11 @@ class DenoisingScoreMatching(AbstractObjective):
         k: noise draws per data point.
         weighting: a :class:`Weighting` or its name, ``"std2"`` or ``"likelihood"``.
         holdout_repeats: noise draws per hold-out point in the hold-out loss.
+
+    Raises:
+        ValueError: (when called, at trace time) for a model that is not an
+            :class:`~flowlab.AbstractGaussianDiffusion` (with ``"likelihood"``: not an
+            :class:`~flowlab.AbstractSDEModel`).
     """
 
     k: int = eqx.field(static=True, default=1)
@@ -88,11 +92,12 @@ class DenoisingScoreMatching(AbstractObjective):
         _check_positive_int(self.k, "k")
 
     def __call__(self, model, x: Points, key: Key) -> Array:
-        if not isinstance(model, AbstractGaussianDiffusion):
-            raise ValueError(
-                f"DenoisingScoreMatching trains a Gaussian-kernel diffusion "
-                f"(AbstractGaussianDiffusion: a Diffusion or a DDPM), got {type(model).__name__}"
-            )
+        check_model(
+            model,
+            AbstractGaussianDiffusion,
+            "DenoisingScoreMatching",
+            "a Gaussian-kernel diffusion (AbstractGaussianDiffusion: a Diffusion or a DDPM)",
+        )
         z0 = jnp.repeat(model.standardizer(x.shape[-1]).forward(x), self.k, axis=0)
         k_t, k_noise = jax.random.split(key)
         t = model.training_times(k_t, z0.shape[0])
@@ -120,6 +125,10 @@ class SingleNoiseDSM(AbstractObjective):
     Arguments:
         k: noise draws per data point.
         holdout_repeats: noise draws per hold-out point in the hold-out loss.
+
+    Raises:
+        ValueError: (when called, at trace time) for a model that is not a
+            :class:`~flowlab.SingleNoiseScore`.
     """
 
     k: int = eqx.field(static=True, default=1)
@@ -129,6 +138,12 @@ class SingleNoiseDSM(AbstractObjective):
         _check_positive_int(self.k, "k")
 
     def __call__(self, model, x: Points, key: Key) -> Array:
+        check_model(
+            model,
+            SingleNoiseScore,
+            "SingleNoiseDSM",
+            "a single-noise score model (SingleNoiseScore)",
+        )
         z = jnp.repeat(model.standardizer(x.shape[-1]).forward(x), self.k, axis=0)
         noise = jax.random.normal(key, z.shape, z.dtype)
         pred = jax.vmap(model.predict_noise)(z + model.sigma * noise)
@@ -154,6 +169,10 @@ class EnergyDSM(AbstractObjective):
         k: noise draws per data point.
         alpha: the centring penalty.
         holdout_repeats: noise draws per hold-out point.
+
+    Raises:
+        ValueError: (when called, at trace time) for a model that is not an
+            :class:`~flowlab.AbstractEnergyModel`.
     """
 
     sigma: float = eqx.field(static=True, default=0.1)
