@@ -128,11 +128,12 @@ FAMILIES: dict[str, Family] = {
         # chosen for time to quality (issue 13, revised in issue 25; benchmarks/defaults.py
         # and benchmarks/time_to_quality.py, tables in benchmarks/README.md and
         # benchmarks/TIME_TO_QUALITY.md): a 64x4 field, 24,000 steps at lr 5e-3 (cosine).
-        # Issue 25 moved batch 1024 -> 256 (a step costs 0.22x), t uniform -> density 2t
-        # (time_power 2) and EMA 0.999 -> 0.998: checkerboard reaches 3.77 / 3.70 nats in
-        # about the same number of steps (4,000 / 6,500-7,500 against 4,250-4,500 /
-        # 5,750-6,500, three seeds) and ends no worse (3.562 / 3.577 against 3.574 / 3.579);
-        # pinwheel / mixture / spiral end within 0.01 nats of batch 1024
+        # Issue 25 moved batch 1024 -> 256 (a step costs 0.22x), t uniform -> density 3t^2
+        # (time_power 3) and EMA 0.999 -> 0.998: checkerboard reaches 3.70 nats in 5,000-5,500
+        # steps (three seeds; 5,750-6,500 at batch 1024) and ends lower (3.561-3.572 against
+        # 3.574 / 3.579); against density 2t, over three seeds on all four datasets
+        # (TIME_TO_QUALITY.md, section 6): checkerboard -0.008 +- 0.004 (SE) nats, pinwheel
+        # and spiral within their seed spread, the mixture +0.002 +- 0.001
         dict(
             steps=24_000,
             width=64,
@@ -140,7 +141,7 @@ FAMILIES: dict[str, Family] = {
             batch_size=256,
             lr=5e-3,
             ema_decay=0.998,
-            time_power=2.0,
+            time_power=3.0,
             eval_every=1000,
         ),
         objective=lambda hp: flowlab.FlowMatching(
