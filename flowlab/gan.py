@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from ._checks import check_count, check_key
 from ._model import AbstractModel
@@ -160,7 +161,8 @@ class GAN(AbstractModel):
 
     def sample_with_stats(self, key: Key, n: int, *, sampler=None) -> tuple[Points, Stats]:
         """``n`` samples $\\mu + s \\odot G(u)$ (data coordinates) and their cost: one step,
-        one (batched) generator evaluation. ``sampler`` is accepted for the protocol's
+        one (batched) generator evaluation; ``stats.success`` is ``False`` when any sample is
+        NaN or inf. ``sampler`` is accepted for the protocol's
         sake (callers pass ``sampler=None`` to every family) and must be ``None``: a GAN
         has one sampler, its generator.
 
@@ -175,4 +177,5 @@ class GAN(AbstractModel):
         check_key(key)
         d = self.require_data_size()
         z = self.generate(self.latent_sample(key, n))
-        return self.standardizer(d).inverse(z), Stats.fixed(1, 1)
+        x = self.standardizer(d).inverse(z)
+        return x, Stats.fixed(1, 1, success=jnp.all(jnp.isfinite(x)))

@@ -145,6 +145,11 @@ def test_cause_10_fixed_step_samplers_report_non_finite_samples():
     assert bool(stats.success) is False
     _, stats = ddpm.sample_with_stats(KEY, 4, sampler=samplers.DDIM(steps=5))
     assert bool(stats.success) is True
+    gan = _built("gan", latent_size=2)  # one generator pass: the same flag
+    broken = eqx.tree_at(lambda m: m.generator, gan, replace_fn=nan_weights)
+    x, stats = broken.sample_with_stats(KEY, 4)
+    assert np.isnan(np.asarray(x)).all() and bool(stats.success) is False
+    assert bool(gan.sample_with_stats(KEY, 4)[1].success) is True
 
 
 def test_cause_11_ebm_log_prob_with_a_nan_energy_raises_like_the_cnf():
