@@ -25,9 +25,24 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPARE_MODELS = ROOT / "results" / "compare" / "models" / "checkerboard" / "seed0"
 
 
+def split(dataset: str):
+    """The 2000 training and 500 hold-out points of ``datasets.split(dataset, key(0))``: the
+    data every side-by-side and time-to-quality benchmark trains and scores on."""
+    return datasets.split(dataset, jax.random.key(0))
+
+
 def checkerboard_split():
     """The checkerboard training and hold-out sets of key 0."""
-    return datasets.split("checkerboard", jax.random.key(0))
+    return split("checkerboard")
+
+
+def note_hits(point: dict, targets, hits: dict) -> None:
+    """Record in ``hits`` (by ``f"{target:.3f}"``) the first check ``point`` (``step``,
+    ``train_s``, ``holdout_nll``) at or below each target not yet reached."""
+    for target in targets:
+        key = f"{target:.3f}"
+        if key not in hits and point["holdout_nll"] <= target:
+            hits[key] = {"step": point["step"], "train_s": point["train_s"]}
 
 
 def build(family: str, width: int, depth: int, train, seed: int = 0, **solver_options):

@@ -10,6 +10,7 @@ peak RSS measured in each family's own process.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -28,6 +29,14 @@ import optax
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 if str(EXPERIMENTS) not in sys.path:
     sys.path.insert(0, str(EXPERIMENTS))
+
+
+def version(dist: str) -> str | None:
+    """The installed version of the distribution ``dist``, or ``None``."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def median_time(fn, repeats: int) -> tuple[float, float]:

@@ -45,7 +45,6 @@ dependency.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import sys
@@ -57,6 +56,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _models import note_hits, split
 
 HERE = Path(__file__).resolve().parent
 EVAL_EVERY = 250  # steps between hold-out NLL checks, both sides (one fused scan per chunk)
@@ -85,25 +85,11 @@ INSTALL_HINT = (
 )
 
 
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def targets_for(dataset: str) -> tuple[float, ...]:
     from flowlab import datasets
 
     fixed = TARGETS[dataset]
     return fixed if fixed is not None else (round(float(datasets.entropy(dataset)) + 0.10, 3),)
-
-
-def note_hits(point: dict, targets, hits: dict) -> None:
-    for target in targets:
-        key = f"{target:.3f}"
-        if key not in hits and point["holdout_nll"] <= target:
-            hits[key] = {"step": point["step"], "train_s": point["train_s"]}
 
 
 def chunk_timing(chunk_s: list[float]) -> dict:
@@ -289,12 +275,6 @@ def ratios(runs: dict, targets) -> dict:
     return out
 
 
-def split(dataset):
-    from flowlab import datasets
-
-    return datasets.split(dataset, jax.random.key(0))
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -388,7 +368,7 @@ def main() -> None:
         "compile_s": "first 250-step chunk minus the median of the later chunks",
         "machine": _timing.machine(),
         "versions": {
-            name: version(name)
+            name: _timing.version(name)
             for name in ["flowjax", "paramax", "jax", "jaxlib", "equinox", "optax", "flowlab"]
         },
     }

@@ -54,7 +54,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _models import build, fit_checking_nll
+from _models import build, fit_checking_nll, note_hits, split
 
 import flowlab
 from flowlab import datasets
@@ -227,11 +227,6 @@ def targets(dataset: str) -> tuple[float, ...]:
     return tuple(round(float(datasets.entropy(dataset)) + gap, 3) for gap in GAPS)
 
 
-def split(dataset: str):
-    """The 2000 training and 500 hold-out points of ``datasets.split(dataset, key(0))``."""
-    return datasets.split(dataset, jax.random.key(0))
-
-
 def run(name, seed, clock, dataset="checkerboard", stop_at_targets=False, **overrides) -> dict:
     """One configuration trained by ``fit_checking_nll``; ``overrides`` replace settings
     (``cap``, ``eval_every``)."""
@@ -242,12 +237,6 @@ def run(name, seed, clock, dataset="checkerboard", stop_at_targets=False, **over
     jax.clear_caches()  # every run pays its own compiling, as a fresh process would
     clock.reset()
     hits = {}
-
-    def note(c):
-        for target in goals:
-            key = f"{target:.3f}"
-            if key not in hits and c["holdout_nll"] <= target:
-                hits[key] = {"step": c["step"], "train_s": c["train_s"]}
 
     cap = min(cfg["cap"] or cfg["steps"], cfg["steps"])
     _, curve = fit_checking_nll(
@@ -260,7 +249,7 @@ def run(name, seed, clock, dataset="checkerboard", stop_at_targets=False, **over
         eval_every=cfg["eval_every"],
         optimizer=optimizer(cfg),
         scored=debiased(model, cfg["ema_decay"]) if cfg["ema_debias"] else None,
-        on_check=note,
+        on_check=lambda c: note_hits(c, goals, hits),
         stop=lambda c: c["step"] >= cap or (stop_at_targets and len(hits) == len(goals)),
     )
     steps = np.array([c["step"] for c in curve])

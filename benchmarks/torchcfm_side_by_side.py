@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -69,13 +68,6 @@ INSTALL_HINT = (
     "or install them into the current environment:\n"
     "    pip install torch==2.13.0 torchcfm"
 )
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def torch_trainer(fm, train, seed=0):
@@ -218,11 +210,12 @@ def ttq_torchcfm(dataset, targets, max_steps, max_s, sigma, standardize=False, s
     the data's own coordinates (``standardize=True``: flowlab's standardised ones)."""
     import numpy as np
     import torch
+    from _models import note_hits, split
     from torchcfm.conditional_flow_matching import ExactOptimalTransportConditionalFlowMatcher
 
     import flowlab
 
-    train, holdout = _ttq_split(dataset)
+    train, holdout = split(dataset)
     if standardize:  # train in flowlab's standardised coordinates (sigma then in those units)
         std = flowlab.Standardize.fit(train)
     else:  # the data's own coordinates, as torchcfm's tutorials train
@@ -242,7 +235,7 @@ def ttq_torchcfm(dataset, targets, max_steps, max_s, sigma, standardize=False, s
         step += every
         nll, nfe = torch_holdout_nll(model, z_holdout, log_scale)
         curve.append({"step": step, "train_s": train_s, "holdout_nll": nll, "nfe": nfe})
-        _note_hits(curve[-1], targets, hits)
+        note_hits(curve[-1], targets, hits)
         print(
             f"    torchcfm step {step:6d}  {train_s:6.1f} s  NLL {nll:.3f} ({nfe} NFE)", flush=True
         )
@@ -254,17 +247,17 @@ def ttq_flowlab(dataset, targets, seed=0):
     ``cnf_fm``), trained by :func:`flowlab.fit`; the clock is fit's wall time (compile
     included) minus the hold-out NLL evaluations."""
     import jax
-    from _models import build, fit_checking_nll
+    from _models import build, fit_checking_nll, note_hits, split
     from lab.registry import family
 
     jax.clear_caches()  # every dataset's clock includes compiling, as a fresh process's would
     hp = dict(family("cnf_fm").defaults)
-    train, holdout = _ttq_split(dataset)
+    train, holdout = split(dataset)
     model = build("cnf_fm", hp["width"], hp["depth"], train, seed=seed)
     hits = {}
 
     def report(c):
-        _note_hits(c, targets, hits)
+        note_hits(c, targets, hits)
         print(
             f"    flowlab  step {c['step']:6d}  {c['train_s']:6.1f} s  NLL {c['holdout_nll']:.3f} "
             f"({c['nfe']} NFE)",
@@ -284,21 +277,6 @@ def ttq_flowlab(dataset, targets, seed=0):
     )
     hp.pop("eval_every", None)
     return {"hyperparameters": hp, "curve": curve, "hits": hits, "steps_run": curve[-1]["step"]}
-
-
-def _ttq_split(dataset):
-    import jax
-
-    from flowlab import datasets
-
-    return datasets.split(dataset, jax.random.key(0))
-
-
-def _note_hits(point, targets, hits):
-    for target in targets:
-        key = f"{target:.3f}"
-        if key not in hits and point["holdout_nll"] <= target:
-            hits[key] = {"step": point["step"], "train_s": point["train_s"]}
 
 
 def time_to_quality(args) -> dict:
@@ -411,12 +389,13 @@ def main() -> None:
 
     import jax
     import numpy as np
+    from _models import checkerboard_split
+    from _timing import version
 
     import flowlab
-    from flowlab import datasets
     from flowlab._checkpoint import atomic_write_text
 
-    train_jax, _ = datasets.split("checkerboard", jax.random.key(0))
+    train_jax, _ = checkerboard_split()
     # Same standardised coordinates as flowlab's CNF (done once, outside the timed loop).
     z = np.array(flowlab.Standardize.fit(train_jax).forward(train_jax), dtype=np.float32)
     train_torch = torch.from_numpy(z)
