@@ -20,8 +20,7 @@ from lab.common import (
     base_parser,
     check_dataset,
     default_out,
-    positive_float,
-    positive_int,
+    training_flags,
 )
 from lab.registry import script_defaults
 
@@ -36,11 +35,7 @@ def parse_args(argv=None):
         default="fm",
         help="fm: conditional flow matching; mle: maximum likelihood (FFJORD)",
     )
-    p.add_argument("--width", type=positive_int, default=None)
-    p.add_argument("--depth", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=positive_int, default=None)
+    training_flags(p)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = script_defaults(OBJECTIVES[args.objective], smoke=args.smoke)

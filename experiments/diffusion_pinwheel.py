@@ -33,8 +33,7 @@ from lab.common import (
     base_parser,
     check_dataset,
     default_out,
-    positive_float,
-    positive_int,
+    training_flags,
 )
 from lab.registry import script_defaults
 
@@ -57,11 +56,7 @@ def parse_args(argv=None):
         help="fixed-step sampler(s) to compare with the PF-ODE (always run); all: em, pc, "
         "ddpm (ancestral) and ddim (eta = 0)",
     )
-    p.add_argument("--width", type=positive_int, default=None)
-    p.add_argument("--depth", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=positive_int, default=None)
+    training_flags(p)
     args = p.parse_args(argv)
     check_dataset(p, args.dataset)
     hp = script_defaults("diffusion", smoke=args.smoke)

@@ -44,6 +44,7 @@ from lab.common import (
     nonnegative_float,
     positive_float,
     positive_int,
+    training_flags,
 )
 
 import flowlab
@@ -75,11 +76,7 @@ def parse_args(argv=None):
         default="cd",
         help="cd: persistent contrastive divergence; dsm: denoising score matching",
     )
-    p.add_argument("--width", type=positive_int, default=None)
-    p.add_argument("--depth", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=positive_int, default=None)
+    training_flags(p)
     p.add_argument("--langevin-steps", type=positive_int, default=None, help="CD: Langevin steps K")
     p.add_argument("--step-size", type=positive_float, default=None, help="CD: Langevin step eta")
     p.add_argument(

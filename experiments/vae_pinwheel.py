@@ -53,6 +53,7 @@ from lab.common import (
     nonnegative_float,
     positive_float,
     positive_int,
+    training_flags,
 )
 
 import flowlab
@@ -86,11 +87,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--min-std", type=nonnegative_float, default=None, help="floor of the decoder std"
     )
-    p.add_argument("--width", type=positive_int, default=None)
-    p.add_argument("--depth", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
-    p.add_argument("--eval-every", type=positive_int, default=None)
+    training_flags(p)
     p.add_argument(
         "--quadrature-size", type=positive_int, default=None, help="intervals per latent axis"
     )

@@ -80,6 +80,16 @@ def output_folder(text: str) -> Path:
     return path
 
 
+def training_flags(p: argparse.ArgumentParser) -> None:
+    """The network and optimiser flags most scripts share: ``--width --depth --batch-size
+    --lr --eval-every`` (``None``: the family's default)."""
+    p.add_argument("--width", type=positive_int, default=None)
+    p.add_argument("--depth", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
+    p.add_argument("--eval-every", type=positive_int, default=None)
+
+
 def base_parser(description: str, default_dataset: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
