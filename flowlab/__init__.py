@@ -19,12 +19,14 @@ from . import couplings as couplings
 from . import datasets as datasets
 from . import ebm as ebm
 from . import gan as gan
+from . import meanflow as meanflow
 from . import nn as nn
 from . import objectives as objectives
 from . import optim as optim
 from . import rectified as rectified
 from . import samplers as samplers
 from . import sde as sde
+from . import shortcut as shortcut
 from . import vae as vae
 from ._build import build_model as build_model
 from ._checkpoint import CheckpointError as CheckpointError
@@ -39,6 +41,8 @@ from ._fit import TrainState as TrainState
 from ._fit import fit as fit
 from ._fit_many import fit_many as fit_many
 from ._flow import AbstractFlow as AbstractFlow
+from ._flow_map import AbstractFlowMap as AbstractFlowMap
+from ._flow_map import MLPFlowMapNet as MLPFlowMapNet
 from ._model import LIKELIHOOD_KINDS as LIKELIHOOD_KINDS
 from ._model import AbstractBoundLikelihood as AbstractBoundLikelihood
 from ._model import AbstractExactLikelihood as AbstractExactLikelihood
@@ -65,13 +69,16 @@ from .diffusion import Diffusion as Diffusion
 from .diffusion import ProbabilityFlow as ProbabilityFlow
 from .ebm import EBM as EBM
 from .gan import GAN as GAN
+from .meanflow import MeanFlow as MeanFlow
 from .objectives import ContrastiveDivergence as ContrastiveDivergence
 from .objectives import DenoisingScoreMatching as DenoisingScoreMatching
 from .objectives import EnergyDSM as EnergyDSM
 from .objectives import FlowMatching as FlowMatching
 from .objectives import MaximumLikelihood as MaximumLikelihood
+from .objectives import MeanFlowMatching as MeanFlowMatching
 from .objectives import NegativeELBO as NegativeELBO
 from .objectives import NonSaturatingGAN as NonSaturatingGAN
+from .objectives import ShortcutMatching as ShortcutMatching
 from .objectives import SingleNoiseDSM as SingleNoiseDSM
 from .optim import Adam as Adam
 from .optim import TwoPlayerAdam as TwoPlayerAdam
@@ -81,6 +88,7 @@ from .sde import VPSDE as VPSDE
 from .sde import AbstractSDE as AbstractSDE
 from .sde import SubVPSDE as SubVPSDE
 from .sde import get_sde as get_sde
+from .shortcut import Shortcut as Shortcut
 from .single_noise import SingleNoiseScore as SingleNoiseScore
 from .vae import VAE as VAE
 
@@ -116,6 +124,12 @@ __all__ = [
     "AbstractBoundLikelihood",
     "AbstractExactLikelihood",
     "AbstractFlow",
+    "AbstractFlowMap",
+    "MLPFlowMapNet",
+    "MeanFlow",
+    "MeanFlowMatching",
+    "Shortcut",
+    "ShortcutMatching",
     "AbstractGaussianDiffusion",
     "AbstractModel",
     "AbstractSDE",
@@ -165,6 +179,8 @@ __all__ = [
     "samplers",
     "save_model",
     "sde",
+    "shortcut",
+    "meanflow",
     "standard_normal_log_prob",
     "value_and_divergence",
 ]

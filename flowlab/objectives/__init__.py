@@ -13,6 +13,10 @@ through the fused training scan and checkpoints it.
 
 * :class:`FlowMatching` (``flow_matching.py``): conditional flow matching for a
   :class:`~flowlab.CNF`, with minibatch couplings from :mod:`flowlab.couplings`.
+* :class:`MeanFlowMatching` (``mean_flow.py``): the MeanFlow identity for a
+  :class:`~flowlab.MeanFlow` (Geng et al. 2025).
+* :class:`ShortcutMatching` (``shortcut.py``): flow matching plus self-consistency of
+  jumps for a :class:`~flowlab.Shortcut` (Frans et al. 2025).
 * :class:`MaximumLikelihood` (``likelihood.py``): $-\mathbb{E}\log p(x)$ for any
   exact-likelihood model, through the augmented ODE for an ODE flow.
 * :class:`DenoisingScoreMatching`, :class:`SingleNoiseDSM`, :class:`EnergyDSM`
@@ -34,11 +38,13 @@ from .contrastive import ContrastiveDivergence as ContrastiveDivergence
 from .elbo import NegativeELBO as NegativeELBO
 from .flow_matching import FlowMatching as FlowMatching
 from .likelihood import MaximumLikelihood as MaximumLikelihood
+from .mean_flow import MeanFlowMatching as MeanFlowMatching
 from .score_matching import WEIGHTINGS as WEIGHTINGS
 from .score_matching import DenoisingScoreMatching as DenoisingScoreMatching
 from .score_matching import EnergyDSM as EnergyDSM
 from .score_matching import SingleNoiseDSM as SingleNoiseDSM
 from .score_matching import Weighting as Weighting
+from .shortcut import ShortcutMatching as ShortcutMatching
 
 __all__ = [
     "EQUILIBRIUM_D_LOSS",
@@ -51,8 +57,10 @@ __all__ = [
     "EnergyDSM",
     "FlowMatching",
     "MaximumLikelihood",
+    "MeanFlowMatching",
     "NegativeELBO",
     "NonSaturatingGAN",
+    "ShortcutMatching",
     "SingleNoiseDSM",
     "Weighting",
     "discriminator_loss",
