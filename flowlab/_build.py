@@ -15,14 +15,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._flow_map import MLPFlowMapNet
 from ._standardize import Standardize
 from .cnf import CNF
 from .ddpm import DDPM
 from .diffusion import Diffusion
 from .ebm import EBM, energy_mlp
 from .gan import GAN
+from .meanflow import MeanFlow
 from .nn import MLPVectorField
 from .sde import get_sde
+from .shortcut import Shortcut
 from .single_noise import SingleNoiseScore
 from .vae import VAE
 
@@ -45,6 +48,20 @@ def _mlp(hp: dict, key):
 
 def _cnf(hp, key, std):
     return CNF(_mlp(hp, key), standardize=std)
+
+
+def _flow_map_net(hp: dict, key):
+    return MLPFlowMapNet(
+        2, width=hp["width"], depth=hp["depth"], activation=hp.get("activation", "silu"), key=key
+    )
+
+
+def _meanflow(hp, key, std):
+    return MeanFlow(_flow_map_net(hp, key), standardize=std)
+
+
+def _shortcut(hp, key, std):
+    return Shortcut(_flow_map_net(hp, key), standardize=std)
 
 
 def _diffusion(hp, key, std):
@@ -105,6 +122,9 @@ def _ebm(hp, key, std):
 _BUILDERS: dict[str, Callable[[dict, Any, Standardize], Any]] = {
     "cnf_fm": _cnf,
     "cnf_mle": _cnf,
+    "cnf_reflow": _cnf,
+    "meanflow": _meanflow,
+    "shortcut": _shortcut,
     "diffusion": _diffusion,
     "ddpm": _ddpm,
     "dsm": _single_noise,
@@ -119,7 +139,8 @@ _BUILDERS: dict[str, Callable[[dict, Any, Standardize], Any]] = {
 
 def build_model(hp: dict) -> Any:
     """The model of the hyperparameters ``hp`` a script records (``hp["family"]`` picks the
-    construction: ``cnf_fm``, ``cnf_mle``, ``diffusion``, ``ddpm``, ``dsm``, ``vae``,
+    construction: ``cnf_fm``, ``cnf_mle``, ``cnf_reflow`` (a rectified flow is a CNF),
+    ``meanflow``, ``shortcut``, ``diffusion``, ``ddpm``, ``dsm``, ``vae``,
     ``ebm``, ``gan``; ``width``, ``depth``, ``activation`` and the family's own entries
     size it; ``standardize_loc`` / ``standardize_scale`` its standardisation; weights drawn
     from ``hp["seed"]``), or a ``ValueError`` naming the families it knows. What
