@@ -22,6 +22,7 @@ from . import gan as gan
 from . import nn as nn
 from . import objectives as objectives
 from . import optim as optim
+from . import rectified as rectified
 from . import samplers as samplers
 from . import sde as sde
 from . import vae as vae
@@ -160,6 +161,7 @@ __all__ = [
     "optim",
     "plotting",
     "read_header",
+    "rectified",
     "samplers",
     "save_model",
     "sde",

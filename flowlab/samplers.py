@@ -9,6 +9,9 @@ appear only at the command-line edge (:data:`SAMPLER_NAMES` / :func:`get_sampler
 | sampler | models | NFE |
 |---|---|---|
 | :class:`ODE` | any ODE flow (CNF, diffusion PF-ODE) | adaptive, counted |
+| :class:`Euler` | any ODE flow (``AbstractFlow``) | ``steps`` |
+| :class:`Heun` | any ODE flow (``AbstractFlow``) | ``2 * steps`` |
+| :class:`FlowMap` | flow maps (``AbstractFlowMap``): ``MeanFlow``, ``Shortcut`` | ``steps`` |
 | :class:`EulerMaruyama` | SDE models (``AbstractSDEModel``): ``Diffusion`` | ``steps`` |
 | :class:`PredictorCorrector` | SDE models: ``Diffusion`` | ``2 * steps`` |
 | :class:`Ancestral` | Gaussian-kernel diffusions: ``Diffusion``, ``DDPM`` | ``steps`` |
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 
 from ._checks import check_count, check_key
 from ._flow import AbstractFlow
+from ._flow_map import AbstractFlowMap
 from ._ode import SolverOptions, Stats
 from ._protocols import (
     AbstractGaussianDiffusion,
@@ -48,6 +52,9 @@ __all__ = [
     "ODE",
     "AncestralVariance",
     "Decoder",
+    "Euler",
+    "FlowMap",
+    "Heun",
     "SAMPLER_NAMES",
     "AbstractSampler",
     "AbstractStepSampler",
@@ -167,6 +174,115 @@ def _run(sampler: AbstractStepSampler, model, key, n: int, path: bool):
 
 def _batch(fn):
     return jax.vmap(fn, in_axes=(None, 0))
+
+
+# -- fixed-step ODE solvers (any ODE flow) and jumps of a flow map ---------------------------
+
+
+def _flow_times(model, steps: int) -> Array:
+    """``steps + 1`` evenly spaced times from the flow's ``t_base`` to its ``t_data``."""
+    return jnp.linspace(model.t_base, model.t_data, steps + 1)
+
+
+class Euler(AbstractStepSampler):
+    r"""Euler's method on the ODE of any flow (:class:`~flowlab.AbstractFlow`), ``steps``
+    uniform steps from ``t_base`` to ``t_data`` in standardised coordinates:
+    $z \leftarrow z + h\, f(t, z)$, $h = (t_d - t_b)/\text{steps}$. First order: the
+    error of the end point falls as $h$. One network evaluation per step.
+
+    A *fixed-step* solve: its samples carry a discretisation error, and no likelihood
+    computed with fixed steps is exact (``log_prob`` keeps its adaptive solve).
+
+    Arguments:
+        steps: number of steps (a positive integer).
+    """
+
+    steps: int = eqx.field(static=True, default=16)
+
+    def __check_init__(self):
+        check_count(self.steps, "steps")
+
+    @property
+    def nfe_per_step(self) -> int:
+        return 1
+
+    def check(self, model) -> None:
+        _require(model, AbstractFlow, "Euler", "an ODE flow (an AbstractFlow: CNF, Diffusion)")
+
+    def times(self, model) -> Array:
+        return _flow_times(model, self.num_steps(model))
+
+    def update(self, model, z, t, s, key):
+        z = z + (s - t) * _batch(model.field)(t, z)
+        return z, z
+
+
+class Heun(AbstractStepSampler):
+    r"""Heun's method (the explicit trapezoid rule) on the ODE of any flow, ``steps``
+    uniform steps from ``t_base`` to ``t_data``: $k_1 = f(t, z)$,
+    $k_2 = f(t + h, z + h k_1)$, $z \leftarrow z + \tfrac{h}{2}(k_1 + k_2)$. Second
+    order: the error of the end point falls as $h^2$. Two network evaluations per step.
+
+    Arguments:
+        steps: number of steps (a positive integer); the NFE is ``2 * steps``.
+    """
+
+    steps: int = eqx.field(static=True, default=8)
+
+    def __check_init__(self):
+        check_count(self.steps, "steps")
+
+    @property
+    def nfe_per_step(self) -> int:
+        return 2
+
+    def check(self, model) -> None:
+        _require(model, AbstractFlow, "Heun", "an ODE flow (an AbstractFlow: CNF, Diffusion)")
+
+    def times(self, model) -> Array:
+        return _flow_times(model, self.num_steps(model))
+
+    def update(self, model, z, t, s, key):
+        h = s - t
+        k1 = _batch(model.field)(t, z)
+        k2 = _batch(model.field)(s, z + h * k1)
+        z = z + 0.5 * h * (k1 + k2)
+        return z, z
+
+
+class FlowMap(AbstractStepSampler):
+    r"""Jumps of a learned flow map (:class:`~flowlab.AbstractFlowMap`: mean flows,
+    shortcut models): ``steps`` uniform jumps from ``t_base`` to ``t_data``,
+    $z \leftarrow z + (s - t)\, u(z, t, s)$ with $u$ the model's average velocity over
+    $[t, s]$. One network evaluation per jump; ``steps=1`` is one-step generation.
+
+    Arguments:
+        steps: number of jumps (a positive integer). A shortcut model is trained on jumps
+            of size $2^{-j}$: powers of two up to its ``max_steps`` are on its training
+            distribution, other counts are not.
+    """
+
+    steps: int = eqx.field(static=True, default=1)
+
+    def __check_init__(self):
+        check_count(self.steps, "steps")
+
+    @property
+    def nfe_per_step(self) -> int:
+        return 1
+
+    def check(self, model) -> None:
+        _require(
+            model, AbstractFlowMap, "flow-map", "a flow map (AbstractFlowMap: MeanFlow, Shortcut)"
+        )
+
+    def times(self, model) -> Array:
+        return _flow_times(model, self.num_steps(model))
+
+    def update(self, model, z, t, s, key):
+        u = jax.vmap(model.average_velocity, in_axes=(None, None, 0))(t, s, z)
+        z = z + (s - t) * u
+        return z, z
 
 
 # -- reverse-SDE samplers (continuous-time diffusion) ---------------------------------------
@@ -478,7 +594,18 @@ def _decode(model, key, n: int, noise: bool):
     return x, jnp.all(jnp.isfinite(x))
 
 
-SAMPLER_NAMES: tuple[str, ...] = ("ode", "em", "pc", "ddpm", "ddim", "langevin", "decoder")
+SAMPLER_NAMES: tuple[str, ...] = (
+    "ode",
+    "euler",
+    "heun",
+    "flow_map",
+    "em",
+    "pc",
+    "ddpm",
+    "ddim",
+    "langevin",
+    "decoder",
+)
 """Names accepted by :func:`get_sampler` (for command-line flags)."""
 
 
@@ -486,6 +613,9 @@ def get_sampler(name: str, **kwargs) -> AbstractSampler:
     """The sampler called ``name`` (one of :data:`SAMPLER_NAMES`), built with ``kwargs``."""
     classes = {
         "ode": ODE,
+        "euler": Euler,
+        "heun": Heun,
+        "flow_map": FlowMap,
         "em": EulerMaruyama,
         "pc": PredictorCorrector,
         "ddpm": Ancestral,
