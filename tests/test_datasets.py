@@ -24,9 +24,11 @@ KEY = jax.random.key(0)
 DENSITY_NAMES = [n for n in datasets.NAMES if datasets.has_log_prob(n)]
 ENTROPY_NAMES = [n for n in datasets.NAMES if datasets.has_entropy(n)]
 SMOOTH_NAMES = [
-    n for n in DENSITY_NAMES if n not in ("pinwheel", "checkerboard", "ffjord_checkerboard")
+    n
+    for n in DENSITY_NAMES
+    if n not in ("pinwheel", "checkerboard", "ffjord_checkerboard", "torchcfm_moons")
 ]
-MIXTURES = ["gaussian_mixture", "ffjord_8gaussians"]
+MIXTURES = ["gaussian_mixture", "ffjord_8gaussians", "torchcfm_8gaussians"]
 
 
 @functools.cache
@@ -145,6 +147,38 @@ def ref_swissroll(rng, n):  # sklearn.datasets.make_swiss_roll(noise=1.0)[:, [0,
     return x / 5
 
 
+def ref_torchcfm_8gaussians(rng, n):  # torchcfm eight_normal_sample(n, 2, scale=5, var=0.1)
+    s = 1 / np.sqrt(2)
+    centers = 5 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)])
+    cov = np.sqrt(0.1) * np.eye(2)  # passed to MultivariateNormal as the covariance
+    noise = rng.multivariate_normal(np.zeros(2), cov, n)
+    return centers[rng.integers(0, 8, n)] + noise
+
+
+def ref_torchcfm_moons(rng, n):  # torchdyn generate_moons(n, noise=0.2) * 3 - 1, verbatim
+    n_out = n // 2
+    n_in = n - n_out
+    x = np.vstack(
+        [
+            np.append(
+                np.cos(np.linspace(0, np.pi, n_out)), 1 - np.cos(np.linspace(0, np.pi, n_in))
+            ),
+            np.append(
+                np.sin(np.linspace(0, np.pi, n_out)), 1 - np.sin(np.linspace(0, np.pi, n_in)) - 0.5
+            ),
+        ]
+    ).T
+    x += rng.random((n, 1)) * 0.2
+    return x * 3 - 1
+
+
+def ref_torchcfm_scurve(rng, n):  # sklearn make_s_curve(noise=0.05)[:, [0, 2]] * 1.5
+    t = 3 * np.pi * (rng.random(n) - 0.5)
+    x = np.stack([np.sin(t), 2.0 * rng.random(n), np.sign(t) * (np.cos(t) - 1)], 1)
+    x += 0.05 * rng.standard_normal((n, 3))
+    return x[:, [0, 2]] * 1.5
+
+
 REFERENCES = {
     "spiral": ref_spiral,
     "pinwheel": ref_pinwheel,
@@ -158,6 +192,9 @@ REFERENCES = {
     "ffjord_rings": ref_rings,
     "ffjord_swissroll": ref_swissroll,
     "ffjord_checkerboard": ref_checkerboard,
+    "torchcfm_8gaussians": ref_torchcfm_8gaussians,
+    "torchcfm_moons": ref_torchcfm_moons,
+    "torchcfm_scurve": ref_torchcfm_scurve,
 }
 
 
@@ -169,8 +206,9 @@ def test_names():
     assert set(datasets.NAMES) == set(REFERENCES)
     assert len(set(datasets.NAMES)) == len(datasets.NAMES)
     assert all(n.startswith("ffjord_") for n in datasets.FFJORD_NAMES)
+    assert datasets.TORCHCFM_NAMES == ("torchcfm_8gaussians", "torchcfm_moons", "torchcfm_scurve")
     assert set(datasets.NAMES) - set(DENSITY_NAMES) == {"ffjord_pinwheel", "ffjord_2spirals"}
-    assert ENTROPY_NAMES == DENSITY_NAMES
+    assert set(DENSITY_NAMES) - set(ENTROPY_NAMES) == {"torchcfm_moons"}
     for name in datasets.NAMES:
         assert callable(getattr(datasets, name))
         assert name in datasets.__all__
@@ -300,6 +338,9 @@ def test_gaussian_mixture_params_match_definitions():
         range(0, 360, 45)
     )
     assert std == 0.5 / 1.414 and np.allclose(weights, 1 / 8)
+    means, std, weights = datasets.gaussian_mixture_params("torchcfm_8gaussians")
+    np.testing.assert_allclose(np.hypot(means[:, 0], means[:, 1]), 5.0, rtol=1e-15)
+    assert std == pytest.approx(0.1**0.25, rel=1e-15) and np.allclose(weights, 1 / 8)
 
 
 @pytest.mark.parametrize("name", MIXTURES)
@@ -348,6 +389,8 @@ GRIDS = {
     "ffjord_swissroll": ((-4.5, 4.5), (-4.5, 4.5), 0.08),
     "ffjord_circles": ((-5.5, 5.5), (-5.5, 5.5), 0.1),
     "ffjord_rings": ((-4.0, 4.0), (-4.0, 4.0), 0.03),
+    "torchcfm_8gaussians": ((-9.0, 9.0), (-9.0, 9.0), 0.1),
+    "torchcfm_scurve": ((-2.6, 2.6), (-4.2, 4.2), 0.03),
 }
 
 
@@ -473,6 +516,16 @@ CURVES = {
             for r in (3.0, 2.25, 1.5, 0.75)
         ],
         0.08,
+    ),
+    "torchcfm_scurve": (
+        [
+            (
+                lambda t: 1.5 * np.stack([np.sin(t), np.sign(t) * (np.cos(t) - 1)], 1),
+                -1.5 * np.pi,
+                1.5 * np.pi,
+            )
+        ],
+        0.075,
     ),
 }
 
@@ -604,3 +657,66 @@ def test_entropy_is_cached_and_fast():
         datasets.entropy_with_error(name)
         assert time.perf_counter() - start < 2.0, name
     assert datasets.entropy_with_error.cache_info().currsize == len(ENTROPY_NAMES)
+
+
+# --- torchcfm's moons: a uniform shift along (1, 1), closed-form density ------------------------
+
+
+def test_torchcfm_moons_normalised_against_support_area():
+    """E[1 / p(X)] over samples equals the area of the support for a normalised p (1/p is
+    bounded on the support, so the Monte Carlo mean is well behaved); the area is counted on
+    a grid of step 0.002 (error O(h))."""
+    lp = big_log_prob("torchcfm_moons")
+    assert np.all(np.isfinite(lp))
+    inv = np.exp(-lp)
+    mc, se = mean_and_se(inv)
+    h = 0.002
+    g1 = np.arange(-5 + h / 2, 6, h)
+    area = 0.0
+    for g2 in np.array_split(np.arange(-4 + h / 2, 5, h), 10):
+        x = np.stack(np.meshgrid(g1, g2, indexing="ij"), -1).reshape(-1, 2)
+        area += np.isfinite(datasets.log_prob("torchcfm_moons", x)).sum() * h**2
+    assert abs(mc - area) < MC_SIGMAS * se + 0.01, (mc, se, area)
+
+
+def brute_force_moons_density(x, grid=200_001):
+    """Preimages found by a sign-change scan of y1 - y2 - (m1(a) - m2(a)) over a fine grid
+    of a in [0, pi], refined by Newton; |det| by central differences."""
+    y = (x + 1) / 3
+    moons = (
+        lambda a: np.stack([np.cos(a), np.sin(a)], -1),
+        lambda a: np.stack([1 - np.cos(a), 0.5 - np.sin(a)], -1),
+    )
+    a = np.linspace(0, np.pi, grid)
+    out = np.zeros(len(y))
+    for m in moons:
+        d = m(a)
+        for i, yi in enumerate(y):
+            f = (yi[0] - yi[1]) - (d[:, 0] - d[:, 1])
+            for j in np.nonzero(np.sign(f[:-1]) != np.sign(f[1:]))[0]:
+                r = a[j] - f[j] * (a[j + 1] - a[j]) / (f[j + 1] - f[j])
+                for _ in range(3):
+                    e = 1e-7
+                    g = (yi[0] - yi[1]) - np.subtract(*m(np.array([r]))[0])
+                    dg = -(
+                        np.subtract(*m(np.array([r + e]))[0])
+                        - np.subtract(*m(np.array([r - e]))[0])
+                    ) / (2 * e)
+                    r = r - g / dg
+                u = yi[0] - m(np.array([r]))[0, 0]
+                if 0 <= r <= np.pi and 0 <= u <= 0.2:
+                    jac = (m(np.array([r + 1e-6]))[0] - m(np.array([r - 1e-6]))[0]) / 2e-6
+                    det = abs(jac[0] - jac[1])  # det [m'(a), (1, 1)]
+                    out[i] += 1 / (2 * np.pi * 0.2) / det
+    return out / 9
+
+
+def test_torchcfm_moons_log_prob_matches_brute_force():
+    x = big_sample("torchcfm_moons")[:40]
+    rng = np.random.default_rng(3)
+    far = rng.uniform([-5, -4], [6, 5], (40, 2))
+    pts = np.vstack([x, far])
+    expected = brute_force_moons_density(pts)
+    got = np.exp(datasets.log_prob("torchcfm_moons", pts))
+    assert (expected > 0).sum() >= 40 and (expected == 0).sum() >= 10
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-12)

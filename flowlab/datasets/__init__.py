@@ -13,17 +13,21 @@ numbers*, computed on the host in ``float64`` with NumPy/SciPy: in closed form w
 exists, otherwise by quadrature whose error is far below anything a model can reach
 (``entropy_with_error`` reports it).
 
-Two families: the course's ``COURSE_NAMES``, and FFJORD's toy set (Grathwohl et al. 2019,
+Three families: the course's ``COURSE_NAMES``; FFJORD's toy set (Grathwohl et al. 2019,
 ``lib/toy_data.py``) as ``FFJORD_NAMES``, prefixed ``ffjord_`` so that the two pinwheels
-cannot be confused. ``NAMES`` holds both.
+cannot be confused; and the generators of torchcfm and of the papers built on it (Tong et
+al. 2024, TMLR and AISTATS; Cheng & Schwing 2025, C2OT, whose ``playground_utils.py`` copies
+torchcfm's ``sample_8gaussians`` and ``sample_moons`` unchanged) as ``TORCHCFM_NAMES``, with
+their scalings and quirks (see each sampler). ``NAMES`` holds all three.
 
 | name | ``log_prob`` | ``entropy`` (nats) |
 |---|---|---|
 | ``spiral`` | 1-D quadrature | 2-D grid |
 | ``pinwheel`` | closed form (polar) | $H(q) - 1$, periodic 1-D rule |
 | ``checkerboard``, ``ffjord_checkerboard`` | closed form ($1/32$) | $\log 32$ exactly |
-| ``gaussian_mixture``, ``ffjord_8gaussians`` | closed form | 2-D grid |
-| ``ffjord_moons``, ``ffjord_swissroll`` | 1-D quadrature | 2-D grid |
+| ``gaussian_mixture``, ``ffjord_8gaussians``, ``torchcfm_8gaussians`` | closed form | 2-D grid |
+| ``ffjord_moons``, ``ffjord_swissroll``, ``torchcfm_scurve`` | 1-D quadrature | 2-D grid |
+| ``torchcfm_moons`` | closed form (preimages) | not available |
 | ``ffjord_circles``, ``ffjord_rings`` | closed form (Bessel $I_0$) | 1-D radial rule |
 | ``ffjord_pinwheel``, ``ffjord_2spirals`` | not available | not available |
 
@@ -37,7 +41,7 @@ $q(\psi) = \frac13\sum_{j}\sum_{k\in\mathbb{Z}}\mathcal{N}(\psi + 2\pi k; 4j, 0.
 $H = H(q) + E[\log R] = H(q) - 1$. *Radial*: $-\int_0^\infty p \log p\ 2\pi r\,dr$ by
 composite Gauss--Legendre.
 
-``gaussian_mixture_params`` returns the means, std and weights of the two mixtures, enough for
+``gaussian_mixture_params`` returns the means, std and weights of the three mixtures, enough for
 their exact scores. Importing this package does no work beyond defining functions (SciPy is
 imported on first use, nothing is compiled).
 """
@@ -54,9 +58,13 @@ from ._generators import ffjord_swissroll as ffjord_swissroll
 from ._generators import gaussian_mixture as gaussian_mixture
 from ._generators import pinwheel as pinwheel
 from ._generators import spiral as spiral
+from ._generators import torchcfm_8gaussians as torchcfm_8gaussians
+from ._generators import torchcfm_moons as torchcfm_moons
+from ._generators import torchcfm_scurve as torchcfm_scurve
 from ._params import COURSE_NAMES as COURSE_NAMES
 from ._params import FFJORD_NAMES as FFJORD_NAMES
 from ._params import NAMES as NAMES
+from ._params import TORCHCFM_NAMES as TORCHCFM_NAMES
 from ._params import gaussian_mixture_params as gaussian_mixture_params
 from ._registry import entropy as entropy
 from ._registry import entropy_with_error as entropy_with_error
@@ -70,6 +78,7 @@ __all__ = [
     "COURSE_NAMES",
     "FFJORD_NAMES",
     "NAMES",
+    "TORCHCFM_NAMES",
     "checkerboard",
     "entropy",
     "entropy_with_error",
@@ -90,4 +99,7 @@ __all__ = [
     "sample",
     "spiral",
     "split",
+    "torchcfm_8gaussians",
+    "torchcfm_moons",
+    "torchcfm_scurve",
 ]

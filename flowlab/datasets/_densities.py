@@ -133,6 +133,11 @@ def _moons_inner(a: np.ndarray) -> np.ndarray:
     return np.stack([1.0 - 2.0 * np.cos(a), 0.8 - 2.0 * np.sin(a)], axis=-1)
 
 
+def _scurve_curve(t: np.ndarray) -> np.ndarray:
+    c = np.stack([np.sin(t), np.sign(t) * (np.cos(t) - 1.0)], axis=-1)
+    return P.TORCHCFM_SCURVE_SCALE * c
+
+
 def _swissroll_curve(t: np.ndarray) -> np.ndarray:
     return np.stack([t * np.cos(t), t * np.sin(t)], axis=-1) / 5.0
 
@@ -146,6 +151,10 @@ CURVE_DATASETS: dict[str, tuple[tuple[_Curve, ...], float]] = {
     "ffjord_swissroll": (
         (_Curve(_swissroll_curve, 1.5 * math.pi, 4.5 * math.pi, 1.0),),
         P.SWISSROLL_NOISE / 5.0,
+    ),
+    "torchcfm_scurve": (
+        (_Curve(_scurve_curve, -1.5 * math.pi, 1.5 * math.pi, 1.0),),
+        P.TORCHCFM_SCURVE_SCALE * P.TORCHCFM_SCURVE_NOISE,
     ),
 }
 # Panels of 2 std (8 nodes each): log p agrees with a 50x finer rule to ~1e-10 everywhere on
@@ -218,3 +227,48 @@ def checkerboard_log_prob(x: np.ndarray) -> np.ndarray:
     cells = np.floor(x / 2.0)
     black = np.mod(cells[:, 0] + cells[:, 1], 2.0) == 0.0
     return np.where(inside & black, P.CHECKERBOARD_LOG_DENSITY, -np.inf)
+
+
+# --- torchcfm's moons: arcs swept along (1, 1) by a uniform shift (closed form) ---------------
+
+
+_EDGE = 1e-6
+_SIN_FLOOR = 1e-6
+
+
+def torchcfm_moons_log_prob(x: np.ndarray) -> np.ndarray:
+    r"""$\log p$ of ``torchcfm_moons``, summed over the preimages of each point.
+
+    In $y = (x + 1)/3$ a point is $y = m(a) + u\,(1, 1)$, $a \sim \mathcal{U}(0, \pi)$,
+    $u \sim \mathcal{U}(0, \delta)$ ($\delta = 0.2$), moon $m$ w.p. $\tfrac12$. With
+    $\varphi = a + \pi/4$, $y_1 - y_2 = \sqrt2\cos\varphi$ (outer moon) or
+    $\tfrac12 - \sqrt2\cos\varphi$ (inner), so $\varphi = \pm\arccos(\cdot)$ (mod
+    $2\pi$), $u = y_1 - m_1(a)$, and the Jacobian of $(a, u) \mapsto y$ is
+    $\sqrt2\,|\sin\varphi|$: $p_y(y) = \sum \frac{1}{2\pi\delta\sqrt2|\sin\varphi|}$ over
+    the preimages with $a \in [0, \pi]$, $u \in [0, \delta]$, and $p(x) = p_y(y)/9$.
+    On the two fold lines ($\sin\varphi = 0$, a null set where $p$ is infinite)
+    $|\sin\varphi|$ is floored at $10^{-6}$ and points within $10^{-6}$ of the band's
+    edges count as inside (``float32`` samples land there); $-\infty$ off the support.
+    """
+    scale, delta = P.TORCHCFM_MOONS_SCALE, P.TORCHCFM_MOONS_NOISE
+    y = (x - P.TORCHCFM_MOONS_SHIFT) / scale
+    g = y[:, 0] - y[:, 1]
+    density = np.zeros(len(y))
+    for inner in (False, True):
+        v = ((0.5 - g) if inner else g) / math.sqrt(2.0)
+        ok = np.abs(v) <= 1.0 + _EDGE
+        v = np.clip(v, -1.0, 1.0)
+        base = np.arccos(v)
+        # |sin(phi)|, floored: float32 samples land on the fold lines, where p is infinite
+        sin_phi = np.sqrt(np.maximum(1.0 - v**2, _SIN_FLOOR**2))
+        for phi in (base, P.TWO_PI - base):
+            a = phi - 0.25 * math.pi
+            m1 = 1.0 - np.cos(a) if inner else np.cos(a)
+            u = y[:, 0] - m1
+            # slack for points drawn in float32 on the edges of the band (a null set)
+            keep = ok & (a >= -_EDGE) & (a <= math.pi + _EDGE)
+            keep &= (u >= -_EDGE) & (u <= delta + _EDGE)
+            term = 1.0 / (2.0 * math.pi * delta * math.sqrt(2.0) * sin_phi)
+            density += np.where(keep, term, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(density) - 2.0 * math.log(scale)

@@ -163,6 +163,33 @@ def _ffjord_swissroll(key, n):
     return (x + P.SWISSROLL_NOISE * jax.random.normal(k_noise, (n, 2), _F32)) / 5.0
 
 
+def _torchcfm_8gaussians(key, n):
+    k_comp, k_noise = jax.random.split(key)
+    idx = jax.random.randint(k_comp, (n,), 0, 8, _I32)
+    centre = P.TORCHCFM_8G_SCALE * jnp.asarray(P.EIGHT_DIRECTIONS, _F32)[idx]
+    return centre + np.float32(P.TORCHCFM_8G_STD) * jax.random.normal(k_noise, (n, 2), _F32)
+
+
+def _torchcfm_moons(key, n):
+    k_angle, k_moon, k_shift = jax.random.split(key, 3)
+    a = jax.random.uniform(k_angle, (n,), _F32, 0.0, math.pi)
+    inner = jax.random.bernoulli(k_moon, _HALF, (n,))
+    outer_pt = jnp.stack([jnp.cos(a), jnp.sin(a)], axis=-1)
+    inner_pt = jnp.stack([1.0 - jnp.cos(a), 0.5 - jnp.sin(a)], axis=-1)
+    x = jnp.where(inner[:, None], inner_pt, outer_pt)
+    # torchdyn: X += rand(n, 1) * noise, one uniform shift along (1, 1) per point
+    x = x + P.TORCHCFM_MOONS_NOISE * jax.random.uniform(k_shift, (n, 1), _F32)
+    return P.TORCHCFM_MOONS_SCALE * x + P.TORCHCFM_MOONS_SHIFT
+
+
+def _torchcfm_scurve(key, n):
+    k_t, k_noise = jax.random.split(key)
+    t = 3.0 * math.pi * (jax.random.uniform(k_t, (n,), _F32) - 0.5)
+    x = jnp.stack([jnp.sin(t), jnp.sign(t) * (jnp.cos(t) - 1.0)], axis=-1)
+    x = x + P.TORCHCFM_SCURVE_NOISE * jax.random.normal(k_noise, (n, 2), _F32)
+    return P.TORCHCFM_SCURVE_SCALE * x
+
+
 # --- the public samplers ----------------------------------------------------------------------
 
 _CHECKERBOARD_DOC = r"""$x_1 \sim \mathcal{U}(-2, 2)$,
@@ -270,6 +297,44 @@ ffjord_checkerboard = _sampler(
     + _CHECKERBOARD_DOC,
 )
 
+torchcfm_8gaussians = _sampler(
+    "torchcfm_8gaussians",
+    _torchcfm_8gaussians,
+    r"""torchcfm's ``sample_8gaussians`` (also C2OT's source): eight Gaussians on a circle of
+    radius 5.
+
+    $x = 5 u_k + 0.1^{1/4}\,\varepsilon$, $u_k$ the unit vector at angle $k\pi/4$,
+    $k \sim \mathcal{U}\{0..7\}$. Quirk: ``eight_normal_sample(scale=5, var=0.1)`` passes
+    $\sqrt{0.1}\,I$ to ``MultivariateNormal`` as its *covariance*, so the standard deviation
+    is $0.1^{1/4} \approx 0.562$, not $\sqrt{0.1}$. ``gaussian_mixture_params`` returns its
+    parameters.""",
+)
+torchcfm_moons = _sampler(
+    "torchcfm_moons",
+    _torchcfm_moons,
+    r"""torchcfm's ``sample_moons`` (also C2OT's target): torchdyn's
+    ``generate_moons(noise=0.2)``, then $3x - 1$.
+
+    $a \sim \mathcal{U}(0, \pi)$, $m = (\cos a, \sin a)$ or $(1 - \cos a,\ 0.5 - \sin a)$
+    (probability $\tfrac12$ each), $x = 3\,(m + u\,(1, 1)) - 1$ with $u \sim \mathcal{U}(0,
+    0.2)$. Quirk: torchdyn's "noise" is ``rand(n, 1) * noise``, *one uniform* draw added to
+    *both* coordinates, so each moon is its arc swept along the diagonal $(1, 1)$ by up to
+    $0.6$ (after the scaling): a band with sharp edges, not a Gaussian blur, and its density
+    has integrable $1/\sqrt{\cdot}$ singularities where the arc runs parallel to $(1, 1)$.
+    torchdyn uses a ``linspace`` of angles and equal moons; here both are i.i.d. Exact
+    log-density (closed form over the preimages); no entropy.""",
+)
+torchcfm_scurve = _sampler(
+    "torchcfm_scurve",
+    _torchcfm_scurve,
+    r"""The S-curve of Tong et al.'s runner (``SKLearnDataModule("scurve")``; torchcfm itself
+    has no ``sample_scurve``): ``make_s_curve(noise=0.05)[:, [0, 2]] * 1.5``.
+
+    $t = 3\pi\,(U - \tfrac12)$, $x = 1.5\,\big((\sin t,\ \operatorname{sign}(t)(\cos t - 1))
+    + 0.05\,\varepsilon\big)$: a blurred curve with isotropic noise std $0.075$ (the
+    S-curve's discarded middle coordinate does not matter).""",
+)
+
 SAMPLERS: dict[str, Callable[[Key, int], Points]] = {
     "spiral": spiral,
     "pinwheel": pinwheel,
@@ -283,4 +348,7 @@ SAMPLERS: dict[str, Callable[[Key, int], Points]] = {
     "ffjord_rings": ffjord_rings,
     "ffjord_swissroll": ffjord_swissroll,
     "ffjord_checkerboard": ffjord_checkerboard,
+    "torchcfm_8gaussians": torchcfm_8gaussians,
+    "torchcfm_moons": torchcfm_moons,
+    "torchcfm_scurve": torchcfm_scurve,
 }

@@ -58,6 +58,9 @@ _DATASETS: dict[str, _Dataset] = {
     "ffjord_rings": _ring_entry("ffjord_rings"),
     "ffjord_swissroll": _gaussian_sum_entry("ffjord_swissroll"),
     "ffjord_checkerboard": _checkerboard_entry("ffjord_checkerboard"),
+    "torchcfm_8gaussians": _gaussian_sum_entry("torchcfm_8gaussians"),
+    "torchcfm_moons": _Dataset(SAMPLERS["torchcfm_moons"], D.torchcfm_moons_log_prob, None),
+    "torchcfm_scurve": _gaussian_sum_entry("torchcfm_scurve"),
 }
 assert tuple(_DATASETS) == NAMES
 

@@ -21,6 +21,8 @@ class FlowMatching(AbstractObjective):
     al. 2024), in its standardised coordinates:
     $\mathbb{E}\,\| f(t, z_t) - (z_1 - (1-\sigma_{\min}) z_0)\|^2$ with
     $z_t = t z_1 + (1 - (1-\sigma_{\min}) t) z_0$, $z_0 \sim N(0, I)$, $t \sim U(0, 1)$.
+    For a CNF with a ``prior`` (source to target), $z_0$ is drawn from ``model.prior_sample``
+    instead: the same regression then learns a flow from that source to the data.
 
     With ``bridge_sigma`` $= \sigma > 0$ the path is the Brownian bridge of the
     Schrödinger-bridge variant (SB-CFM, Tong et al. 2024): $z_t = \mu_t +
@@ -66,7 +68,10 @@ class FlowMatching(AbstractObjective):
         check_model(model, CNF, "FlowMatching", "a CNF (base at t = 0, data at t = 1)")
         z1 = model.standardizer(x.shape[-1]).forward(x)
         k0, kt, kc, kb = jax.random.split(key, 4)
-        z0 = jax.random.normal(k0, z1.shape, z1.dtype)
+        if model.prior is None:
+            z0 = jax.random.normal(k0, z1.shape, z1.dtype)
+        else:  # source -> target: the CNF's own prior, in its standardised coordinates
+            z0 = model.prior_sample(k0, z1.shape[0]).astype(z1.dtype)
         if self.coupling is not None:
             z0, z1 = self.coupling(z0, z1, kc)
         t = jax.random.uniform(kt, (z1.shape[0],), z1.dtype)
