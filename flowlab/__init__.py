@@ -56,6 +56,9 @@ from ._ode import batch_value_and_divergence as batch_value_and_divergence
 from ._ode import flow_solve as flow_solve
 from ._ode import standard_normal_log_prob as standard_normal_log_prob
 from ._ode import value_and_divergence as value_and_divergence
+from ._prior import AbstractPrior as AbstractPrior
+from ._prior import Gaussian as Gaussian
+from ._prior import GaussianMixture as GaussianMixture
 from ._protocols import AbstractEnergyModel as AbstractEnergyModel
 from ._protocols import AbstractGaussianDiffusion as AbstractGaussianDiffusion
 from ._protocols import AbstractLatentModel as AbstractLatentModel
@@ -126,6 +129,9 @@ __all__ = [
     "AbstractFlow",
     "AbstractFlowMap",
     "MLPFlowMapNet",
+    "AbstractPrior",
+    "Gaussian",
+    "GaussianMixture",
     "MeanFlow",
     "MeanFlowMatching",
     "Shortcut",

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ._flow_map import MLPFlowMapNet
+from ._prior import AbstractPrior, prior_from_config
 from ._standardize import Standardize
 from .cnf import CNF
 from .ddpm import DDPM
@@ -46,8 +47,15 @@ def _mlp(hp: dict, key):
     )
 
 
+def prior_from(hp: dict) -> AbstractPrior | None:
+    """The prior recorded in ``hp["prior"]`` (:meth:`~flowlab.AbstractPrior.to_config`), or
+    ``None`` (the standard normal) when there is none."""
+    config = hp.get("prior")
+    return None if config is None else prior_from_config(config)
+
+
 def _cnf(hp, key, std):
-    return CNF(_mlp(hp, key), standardize=std)
+    return CNF(_mlp(hp, key), standardize=std, prior=prior_from(hp))
 
 
 def _flow_map_net(hp: dict, key):
@@ -57,11 +65,11 @@ def _flow_map_net(hp: dict, key):
 
 
 def _meanflow(hp, key, std):
-    return MeanFlow(_flow_map_net(hp, key), standardize=std)
+    return MeanFlow(_flow_map_net(hp, key), standardize=std, prior=prior_from(hp))
 
 
 def _shortcut(hp, key, std):
-    return Shortcut(_flow_map_net(hp, key), standardize=std)
+    return Shortcut(_flow_map_net(hp, key), standardize=std, prior=prior_from(hp))
 
 
 def _diffusion(hp, key, std):
@@ -142,7 +150,9 @@ def build_model(hp: dict) -> Any:
     construction: ``cnf_fm``, ``cnf_mle``, ``cnf_reflow`` (a rectified flow is a CNF),
     ``meanflow``, ``shortcut``, ``diffusion``, ``ddpm``, ``dsm``, ``vae``,
     ``ebm``, ``gan``; ``width``, ``depth``, ``activation`` and the family's own entries
-    size it; ``standardize_loc`` / ``standardize_scale`` its standardisation; weights drawn
+    size it; ``standardize_loc`` / ``standardize_scale`` its standardisation; for the flows
+    ``cnf_*``, ``meanflow`` and ``shortcut``, an optional ``prior`` (the dict of
+    :meth:`~flowlab.AbstractPrior.to_config`: a source-to-target flow); weights drawn
     from ``hp["seed"]``), or a ``ValueError`` naming the families it knows. What
     :func:`flowlab.load_model` uses when given no build function."""
     name = hp.get("family")

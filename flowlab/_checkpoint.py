@@ -192,8 +192,10 @@ def load_model(path: str | os.PathLike, make_model=None) -> tuple[Any, dict[str,
     ``make_model(hyperparameters)`` must build a model of the same structure (any weights);
     its leaves are then replaced by the saved ones. Without it, a model saved by the
     experiment scripts is rebuilt from the family recorded in its hyperparameters
-    (``hyperparameters["family"]``: ``cnf_fm``, ``cnf_mle``, ``diffusion``, ``ddpm``,
-    ``dsm``, ``vae``, ``ebm``, ``gan``). Returns ``(model, hyperparameters)``.
+    (``hyperparameters["family"]``: ``cnf_fm``, ``cnf_mle``, ``cnf_reflow``, ``meanflow``,
+    ``shortcut``, ``diffusion``, ``ddpm``, ``dsm``, ``vae``, ``ebm``, ``gan``; a flow's
+    ``hyperparameters["prior"]``, from :meth:`~flowlab.AbstractPrior.to_config`, rebuilds
+    its prior). Returns ``(model, hyperparameters)``.
     """
     header = read_header(path)
     if "hyperparameters" not in header:

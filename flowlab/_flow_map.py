@@ -28,12 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
 from ._flow import AbstractFlow
-from ._ode import SolverOptions, standard_normal_log_prob
-from ._standardize import resolve_data_size
+from ._ode import SolverOptions
+from ._prior import AbstractPrior, check_prior, prior_log_prob, prior_sample
 from ._typing import Key, Point, Points, Time, Values
 from .nn import FourierTimeEmbedding, get_activation, mlp
 
@@ -102,10 +101,17 @@ class AbstractFlowMap(AbstractFlow):
     $[r, r + \text{span}]$ (module docstring). ``field(t, z) = network(t, 0, z)``.
 
     Subclasses (final: :class:`~flowlab.MeanFlow`, :class:`~flowlab.Shortcut`) hold
-    ``network``, ``standardize``, ``options`` and ``data_size``.
+    ``network``, ``standardize``, ``options``, ``data_size`` and ``prior``.
+
+    **Source to target.** As for :class:`~flowlab.CNF`, ``prior=`` an
+    :class:`~flowlab.AbstractPrior` (data coordinates) replaces $N(0, I)$: the jumps start
+    from its draws (``prior_sample``, standardised), the objectives draw $z_0$ from it, and
+    the likelihood of the instantaneous-velocity ODE stays exact with the prior's exact
+    log-density and the standardisation's Jacobian (``prior_log_prob``).
     """
 
     network: eqx.AbstractVar[Callable]
+    prior: eqx.AbstractVar[AbstractPrior | None]
 
     def average_velocity(self, r: Time, t: Time, z: Point) -> Point:
         r"""$u(z, r, t)$: the average velocity from the standardised point ``z`` (shape
@@ -126,10 +132,10 @@ class AbstractFlowMap(AbstractFlow):
         return 1.0
 
     def prior_sample(self, key: Key, n: int) -> Points:
-        return jax.random.normal(key, (n, self.require_data_size()))
+        return prior_sample(self, key, n)
 
     def prior_log_prob(self, z: Points) -> Values:
-        return standard_normal_log_prob(z)
+        return prior_log_prob(self, z)
 
     def likelihood_label(self, *, hutchinson: bool = False) -> str:
         return (
@@ -138,8 +144,10 @@ class AbstractFlowMap(AbstractFlow):
         )
 
 
-def init_flow_map(self, network, data_size, standardize, solver_options) -> None:
+def init_flow_map(self, network, data_size, standardize, prior, solver_options) -> None:
     """Shared constructor body of the final flow-map families."""
     self.network = network
-    self.data_size, self.standardize = resolve_data_size(network, data_size, standardize)
+    self.data_size, self.standardize, self.prior = check_prior(
+        prior, network, data_size, standardize
+    )
     self.options = SolverOptions(**solver_options)

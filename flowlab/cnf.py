@@ -4,124 +4,26 @@ one distribution onto another) and an exact likelihood."""
 
 from __future__ import annotations
 
-import abc
-import math
 from collections.abc import Callable
 from typing import ClassVar
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
-import numpy as np
 
 from ._flow import AbstractFlow
-from ._ode import SolverOptions, standard_normal_log_prob
-from ._standardize import Standardize, resolve_data_size
+from ._ode import SolverOptions
+from ._prior import (
+    AbstractPrior,
+    Gaussian,
+    GaussianMixture,
+    check_prior,
+    prior_from_config,
+    prior_log_prob,
+    prior_sample,
+)
+from ._standardize import Standardize
 from ._typing import Key, Point, Points, Time, Values
 
-__all__ = ["CNF", "AbstractPrior", "Gaussian", "GaussianMixture"]
-
-
-class AbstractPrior(eqx.Module):
-    """A base distribution in *data* coordinates: samples and an exact, traceable
-    log-density (abstract). What :class:`CNF` takes as ``prior=`` to flow from one
-    distribution to another (e.g. ``8gaussians -> moons``)."""
-
-    data_size: eqx.AbstractVar[int]
-
-    @abc.abstractmethod
-    def sample(self, key: Key, n: int) -> Points:
-        """``n`` draws, shape ``(n, d)``."""
-
-    @abc.abstractmethod
-    def log_prob(self, x: Points) -> Values:
-        """Exact log-density at each row of ``x`` (shape ``(n, d)``), in nats."""
-
-
-class Gaussian(AbstractPrior):
-    r"""$\mathcal{N}(\mu, \Sigma)$ with a full covariance (Cholesky factor ``L``,
-    $\Sigma = L L^\top$).
-
-    Arguments:
-        mean: shape ``(d,)``.
-        cov: shape ``(d, d)``, symmetric positive definite.
-    """
-
-    mean: jax.Array
-    chol: jax.Array
-    data_size: int = eqx.field(static=True)
-
-    def __init__(self, mean, cov):
-        mean = jnp.asarray(mean, float)
-        cov = jnp.asarray(cov, float)
-        if mean.ndim != 1 or cov.shape != (mean.shape[0], mean.shape[0]):
-            raise ValueError(
-                f"expected mean of shape (d,) and cov of shape (d, d), got {mean.shape} and "
-                f"{cov.shape}"
-            )
-        chol = jnp.linalg.cholesky(cov)
-        if not bool(jnp.all(jnp.isfinite(chol))):
-            raise ValueError("expected cov to be symmetric positive definite")
-        self.mean, self.chol, self.data_size = mean, chol, int(mean.shape[0])
-
-    def sample(self, key: Key, n: int) -> Points:
-        eps = jax.random.normal(key, (n, self.data_size))
-        return self.mean + eps @ self.chol.T
-
-    def log_prob(self, x: Points) -> Values:
-        z = jax.scipy.linalg.solve_triangular(self.chol, (x - self.mean).T, lower=True).T
-        log_det = jnp.sum(jnp.log(jnp.diag(self.chol)))
-        return standard_normal_log_prob(z) - log_det
-
-
-class GaussianMixture(AbstractPrior):
-    r"""$\sum_k w_k\,\mathcal{N}(\mu_k, \sigma^2 I)$, an isotropic Gaussian mixture.
-
-    Arguments:
-        means: shape ``(K, d)``.
-        std: the common standard deviation $\sigma > 0$.
-        weights: shape ``(K,)``, positive (normalised here); uniform by default.
-
-    :meth:`from_dataset` builds the mixture datasets (``gaussian_mixture``,
-    ``ffjord_8gaussians``, ``torchcfm_8gaussians``), whose ``log_prob`` then equals
-    :func:`flowlab.datasets.log_prob`.
-    """
-
-    means: jax.Array
-    std: float = eqx.field(static=True)
-    log_weights: jax.Array
-    data_size: int = eqx.field(static=True)
-
-    def __init__(self, means, std: float, weights=None):
-        means = jnp.asarray(means, float)
-        if means.ndim != 2:
-            raise ValueError(f"expected means of shape (K, d), got {means.shape}")
-        if not (math.isfinite(std) and std > 0):
-            raise ValueError(f"expected std > 0, got {std!r}")
-        k = means.shape[0]
-        w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, np.float64)
-        if w.shape != (k,) or not np.all(w > 0):
-            raise ValueError(f"expected {k} positive weights, got {w!r}")
-        self.means, self.std, self.data_size = means, float(std), int(means.shape[1])
-        self.log_weights = jnp.asarray(np.log(w / w.sum()), float)
-
-    @classmethod
-    def from_dataset(cls, name: str) -> GaussianMixture:
-        """The mixture dataset ``name`` (see :func:`flowlab.datasets.gaussian_mixture_params`)."""
-        from .datasets import gaussian_mixture_params
-
-        means, std, weights = gaussian_mixture_params(name)
-        return cls(means, std, weights)
-
-    def sample(self, key: Key, n: int) -> Points:
-        k_comp, k_noise = jax.random.split(key)
-        idx = jax.random.categorical(k_comp, self.log_weights, shape=(n,))
-        return self.means[idx] + self.std * jax.random.normal(k_noise, (n, self.data_size))
-
-    def log_prob(self, x: Points) -> Values:
-        d2 = jnp.sum((x[:, None, :] - self.means[None]) ** 2, axis=-1)
-        log_norm = self.data_size * (math.log(self.std) + 0.5 * math.log(2 * math.pi))
-        return jax.nn.logsumexp(self.log_weights - 0.5 * d2 / self.std**2, axis=-1) - log_norm
+__all__ = ["CNF", "AbstractPrior", "Gaussian", "GaussianMixture", "prior_from_config"]
 
 
 class CNF(AbstractFlow):
@@ -173,20 +75,10 @@ class CNF(AbstractFlow):
         prior: AbstractPrior | None = None,
         **solver_options,
     ):
-        if prior is not None and not isinstance(prior, AbstractPrior):
-            raise ValueError(
-                f"expected prior to be None or an AbstractPrior, got {type(prior).__name__}"
-            )
-        if prior is not None and data_size is None and standardize is None:
-            if not isinstance(getattr(vector_field, "data_size", None), int):
-                data_size = prior.data_size
         self.vector_field = vector_field
-        self.data_size, self.standardize = resolve_data_size(vector_field, data_size, standardize)
-        if prior is not None and prior.data_size != self.data_size:
-            raise ValueError(
-                f"expected a prior of data_size {self.data_size}, got {prior.data_size}"
-            )
-        self.prior = prior
+        self.data_size, self.standardize, self.prior = check_prior(
+            prior, vector_field, data_size, standardize
+        )
         self.options = SolverOptions(**solver_options)
 
     def field(self, t: Time, z: Point) -> Point:
@@ -201,13 +93,7 @@ class CNF(AbstractFlow):
         return 1.0
 
     def prior_sample(self, key: Key, n: int) -> Points:
-        d = self.require_data_size()
-        if self.prior is None:
-            return jax.random.normal(key, (n, d))
-        return self.standardizer(d).forward(self.prior.sample(key, n))
+        return prior_sample(self, key, n)
 
     def prior_log_prob(self, z: Points) -> Values:
-        if self.prior is None:
-            return standard_normal_log_prob(z)
-        std = self.standardizer(z.shape[-1])
-        return self.prior.log_prob(std.inverse(z)) - std.log_det()
+        return prior_log_prob(self, z)

@@ -1,9 +1,10 @@
 r"""Rectified flow: reflow a trained ODE flow into a straighter one (Liu, Gong & Liu 2023).
 
-A teacher flow (any :class:`~flowlab.AbstractFlow` whose base is its prior
-$N(0, I)$, e.g. a :class:`~flowlab.CNF` trained by flow matching, or a diffusion's
-probability-flow ODE) defines a deterministic coupling of noise and data: $z_0$ from the
-prior and $x_1$ the end point of its ODE from $z_0$ (an adaptive solve). *Reflow* trains a
+A teacher flow (any :class:`~flowlab.AbstractFlow`, e.g. a :class:`~flowlab.CNF` trained by
+flow matching from $N(0, I)$ or from any other prior (``CNF(prior=...)``, source to target),
+or a diffusion's probability-flow ODE) defines a deterministic coupling of its prior and the
+data: $z_0$ from the prior and $x_1$ the end point of its ODE from $z_0$ (an adaptive
+solve). *Reflow* trains a
 new :class:`~flowlab.CNF` by flow matching on these fixed pairs, along the straight line
 between them:
 
@@ -11,9 +12,11 @@ $$\min_\theta\ \mathbb{E}_{t, (z_0, x_1)}\,
   \big\| f_\theta(t, z_t) - (z_1 - z_0)\big\|^2,\qquad
   z_1 = (x_1 - \mu)/s,\quad z_t = (1 - t) z_0 + t z_1,$$
 
-in the student's standardised coordinates ($z_0$ is the teacher's prior draw, which is
-the student's prior $N(0, I)$ too). The rectified flow has the same marginal at $t = 1$ as
-the teacher's samples, transports with no larger convex cost, and its paths are
+in the student's standardised coordinates ($z_0$ is the teacher's prior draw, which must be
+a draw of the student's prior too: :func:`reflow` checks that student and teacher share the
+prior, e.g. by building the student with the teacher's ``prior=`` and standardisation, or
+by passing the teacher itself as the student). The rectified flow has the same marginal
+at $t = 1$ as the teacher's samples, transports with no larger convex cost, and its paths are
 straighter: round $k + 1$ reflows round $k$ (the "$k$-rectified flow"), and a straight
 flow is integrated exactly by one Euler step (:class:`~flowlab.samplers.Euler`).
 
@@ -49,19 +52,25 @@ import jax.numpy as jnp
 from ._checks import check_count, check_key
 from ._fit import History, fit
 from ._flow import AbstractFlow
-from ._ode import standard_normal_log_prob
 from ._typing import Array, Key, Points
 from .cnf import CNF
 from .objectives._base import AbstractObjective, check_model
 
-__all__ = ["Reflow", "ReflowPairs", "reflow", "reflow_pairs", "reflow_rounds"]
+__all__ = [
+    "Reflow",
+    "ReflowPairs",
+    "check_same_prior",
+    "reflow",
+    "reflow_pairs",
+    "reflow_rounds",
+]
 
 
 class ReflowPairs(eqx.Module):
     """Pairs of a teacher's coupling: prior draws and the teacher's ODE end points.
 
     Attributes:
-        z0: prior draws, shape ``(n, d)``, standardised ($N(0, I)$).
+        z0: the teacher's prior draws, shape ``(n, d)``, in its standardised coordinates.
         x1: the teacher's ODE solution from each ``z0``, shape ``(n, d)``, data
             coordinates.
     """
@@ -95,9 +104,9 @@ def reflow_pairs(teacher: AbstractFlow, key: Key, n: int) -> ReflowPairs:
     default), in data coordinates.
 
     Raises:
-        ValueError: ``teacher`` is not an :class:`~flowlab.AbstractFlow`, its prior is not
-            $N(0, I)$ (checked on the draws: the student's prior must be the teacher's),
-            ``key`` is not one PRNG key or ``n`` not a positive integer.
+        ValueError: ``teacher`` is not an :class:`~flowlab.AbstractFlow`, ``key`` is not
+            one PRNG key or ``n`` not a positive integer. (Any prior is accepted; the
+            student trained on the pairs must share it: :func:`check_same_prior`.)
         EquinoxRuntimeError: the teacher's solve fails.
     """
     if not isinstance(teacher, AbstractFlow):
@@ -107,16 +116,31 @@ def reflow_pairs(teacher: AbstractFlow, key: Key, n: int) -> ReflowPairs:
     check_key(key)
     n = check_count(n)
     z0 = teacher.prior_sample(key, n)
-    gap = jnp.max(jnp.abs(teacher.prior_log_prob(z0) - standard_normal_log_prob(z0)))
-    if not float(gap) < 1e-3:
-        raise ValueError(
-            "reflow trains a CNF whose prior is N(0, I), so the teacher's prior must be "
-            f"N(0, I) in its standardised coordinates; {type(teacher).__name__}'s log-density "
-            f"differs from it by up to {float(gap):.3g} nats on its own draws"
-        )
     ts = jnp.asarray([teacher.t_base, teacher.t_data], z0.dtype)
     _, xs = teacher.trajectories(z0=z0, ts=ts)
     return ReflowPairs(z0, xs[-1])
+
+
+def check_same_prior(teacher: AbstractFlow, student: AbstractFlow, z0: Points) -> None:
+    r"""Raise unless ``student`` has the teacher's prior in standardised coordinates: their
+    ``prior_log_prob`` agree (within 1e-3 nats) on the teacher's prior draws ``z0``. Reflow
+    pairs a student's $z_0$ with the teacher's end point, so the student must start where
+    the teacher did. (Two $N(0, I)$-prior flows always agree, whatever their
+    standardisations; a prior given in data coordinates, ``CNF(prior=...)``, agrees when the
+    student has the teacher's prior and standardisation.)
+
+    Raises:
+        ValueError: naming the largest log-density difference found.
+    """
+    gap = float(jnp.max(jnp.abs(teacher.prior_log_prob(z0) - student.prior_log_prob(z0))))
+    if not gap < 1e-3:
+        raise ValueError(
+            "reflow pairs the student's z0 with the teacher's end point, so student and "
+            "teacher must share the prior (build the student with the teacher's prior= and "
+            f"standardize=); the {type(student).__name__} student's prior log-density "
+            f"differs from the {type(teacher).__name__} teacher's by up to {gap:.3g} nats "
+            "on the teacher's draws"
+        )
 
 
 _WINDOW = 8  # rows compared per look-up: more than 8 equal first coordinates is an error
@@ -177,7 +201,7 @@ class Reflow(AbstractObjective):
         return z0
 
     def __call__(self, model, x: Points, key: Key) -> Array:
-        check_model(model, CNF, "Reflow", "a CNF (base N(0, I) at t = 0, data at t = 1)")
+        check_model(model, CNF, "Reflow", "a CNF (base at t = 0, data at t = 1)")
         z0 = jax.lax.stop_gradient(self.partners(x))
         z1 = model.standardizer(x.shape[-1]).forward(x)
         t = jax.random.uniform(key, (x.shape[0],), x.dtype)
@@ -222,6 +246,7 @@ def reflow(
     check_key(key)
     k_pairs, k_fit = jax.random.split(key)
     pairs = reflow_pairs(teacher, k_pairs, n_pairs)
+    check_same_prior(teacher, student, pairs.z0)
     n_holdout = max(1, n_pairs // 10) if n_holdout is None else n_holdout
     train, holdout = pairs.split(n_holdout)
     objective = Reflow(pairs, time_power=time_power)

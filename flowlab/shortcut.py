@@ -39,6 +39,7 @@ import equinox as eqx
 
 from ._flow_map import AbstractFlowMap, init_flow_map
 from ._ode import SolverOptions
+from ._prior import AbstractPrior
 from ._standardize import Standardize
 from ._typing import Point, Time
 
@@ -54,6 +55,9 @@ class Shortcut(AbstractFlowMap):
             :class:`~flowlab.MLPFlowMapNet`.
         data_size: ``d``; read from ``network.data_size`` or ``standardize`` if omitted.
         standardize: the affine map to standardised coordinates (identity by default).
+        prior: ``None`` for $N(0, I)$ in standardised coordinates, or an
+            :class:`~flowlab.AbstractPrior` in data coordinates (source to target, as
+            :class:`~flowlab.CNF`'s ``prior=``).
         **solver_options: :class:`~flowlab.SolverOptions` of the $d = 0$ ODE.
     """
 
@@ -61,6 +65,7 @@ class Shortcut(AbstractFlowMap):
     standardize: Standardize | None
     options: SolverOptions
     data_size: int | None = eqx.field(static=True)
+    prior: AbstractPrior | None = None
     trainable_fields: ClassVar[tuple[str, ...]] = ("network",)
 
     def __init__(
@@ -69,9 +74,10 @@ class Shortcut(AbstractFlowMap):
         *,
         data_size: int | None = None,
         standardize: Standardize | None = None,
+        prior: AbstractPrior | None = None,
         **solver_options,
     ):
-        init_flow_map(self, network, data_size, standardize, solver_options)
+        init_flow_map(self, network, data_size, standardize, prior, solver_options)
 
     def shortcut(self, z: Point, t: Time, d: Time) -> Point:
         """$s(z, t, d)$, the paper's notation for ``average_velocity(t, t + d, z)``."""

@@ -13,7 +13,7 @@ from test_few_step_gaussian import PATH
 import flowlab
 from flowlab import CNF, Standardize
 from flowlab.nn import MLPVectorField
-from flowlab.rectified import Reflow, ReflowPairs, reflow, reflow_pairs
+from flowlab.rectified import Reflow, ReflowPairs, check_same_prior, reflow, reflow_pairs
 from flowlab.samplers import Euler
 
 LOC = jnp.array([0.5, 2.0])
@@ -53,9 +53,11 @@ def test_reflow_objective_finds_partners_and_refuses_strangers():
     np.testing.assert_allclose(z1, PATH.m + PATH.s * pairs.z0, atol=2e-4)
     with pytest.raises(Exception, match="end points of those pairs"):
         obj.partners(pairs.x1 + 1e-3)
-    with pytest.raises(ValueError, match="N\\(0, I\\)"):
-        reflow_pairs(flowlab.Diffusion(lambda t, z: z, flowlab.VESDE(), data_size=2),
-                     jax.random.key(0), 4)  # fmt: skip
+    ve = flowlab.Diffusion(lambda t, z: z, flowlab.VESDE(), data_size=2)  # prior N(0, s^2 I)
+    z0 = reflow_pairs(ve, jax.random.key(0), 4).z0  # any teacher prior is accepted
+    with pytest.raises(ValueError, match="share the prior"):
+        check_same_prior(ve, _teacher(), z0)
+    check_same_prior(_teacher(), exact, z0)  # two N(0, I) priors, different standardisations
 
 
 def test_one_reflow_straightens_the_gaussian_flow():

@@ -6,6 +6,7 @@ import abc
 from typing import Any
 
 import equinox as eqx
+import jax
 
 from .._typing import Array, Key, Points
 
@@ -50,3 +51,12 @@ class AbstractStatefulObjective(AbstractObjective):
     def step(self, model: Any, x: Points, key: Key, state: Any) -> tuple[Array, dict, Any]:
         """``(loss, aux, new_state)`` for one training step; gradients flow through
         ``loss`` only."""
+
+
+def base_draws(model: Any, key: Key, z1: Points) -> Points:
+    """Base draws $z_0$ for a batch ``z1`` (standardised, shape ``(n, d)``): $N(0, I)$ for a
+    model without a prior (bit for bit the draws of ``jax.random.normal(key, z1.shape)``),
+    else ``model.prior_sample`` (source to target)."""
+    if getattr(model, "prior", None) is None:
+        return jax.random.normal(key, z1.shape, z1.dtype)
+    return model.prior_sample(key, z1.shape[0]).astype(z1.dtype)

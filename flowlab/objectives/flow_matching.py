@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from .._typing import Array, Key, Points
 from ..cnf import CNF
-from ._base import AbstractObjective, check_model
+from ._base import AbstractObjective, base_draws, check_model
 
 __all__ = ["FlowMatching"]
 
@@ -68,10 +68,7 @@ class FlowMatching(AbstractObjective):
         check_model(model, CNF, "FlowMatching", "a CNF (base at t = 0, data at t = 1)")
         z1 = model.standardizer(x.shape[-1]).forward(x)
         k0, kt, kc, kb = jax.random.split(key, 4)
-        if model.prior is None:
-            z0 = jax.random.normal(k0, z1.shape, z1.dtype)
-        else:  # source -> target: the CNF's own prior, in its standardised coordinates
-            z0 = model.prior_sample(k0, z1.shape[0]).astype(z1.dtype)
+        z0 = base_draws(model, k0, z1)  # the CNF's prior (N(0, I) unless prior=)
         if self.coupling is not None:
             z0, z1 = self.coupling(z0, z1, kc)
         t = jax.random.uniform(kt, (z1.shape[0],), z1.dtype)

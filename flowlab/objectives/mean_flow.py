@@ -2,13 +2,15 @@ r"""The MeanFlow objective (Geng et al. 2025) for a :class:`~flowlab.MeanFlow`."
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from .._typing import Array, Key, Points
 from ..meanflow import MeanFlow
-from ._base import AbstractObjective, check_model
+from ._base import AbstractObjective, base_draws, check_model
 
 __all__ = ["MeanFlowMatching"]
 
@@ -49,7 +51,15 @@ class MeanFlowMatching(AbstractObjective):
         logit_mean, logit_std: the logit-normal's parameters (paper's time).
         adaptive_p, adaptive_c: $p \ge 0$ and $c > 0$ of the adaptive weight (paper: 1,
             1e-3; 0 is the plain squared error).
+        coupling: ``None`` for independent pairs $(z_0, z_1)$, or a coupling from
+            :mod:`flowlab.couplings` (e.g. ``ExactOT()``: minibatch optimal transport, as
+            OT flow matching) pairing the base draws with the batch before the times are
+            drawn.
         holdout_repeats: draws per hold-out point in the hold-out loss.
+
+    **Source to target.** For a model with a ``prior`` (``MeanFlow(prior=...)``,
+    ``Shortcut(prior=...)``) $z_0$ is drawn from ``model.prior_sample`` instead of
+    $N(0, I)$, as :class:`FlowMatching` does for a CNF.
     """
 
     flow_ratio: float = eqx.field(static=True, default=0.25)
@@ -58,6 +68,7 @@ class MeanFlowMatching(AbstractObjective):
     logit_std: float = eqx.field(static=True, default=1.0)
     adaptive_p: float = eqx.field(static=True, default=0.0)
     adaptive_c: float = eqx.field(static=True, default=1e-3)
+    coupling: Any = None
     holdout_repeats: int = eqx.field(static=True, default=8)
 
     def __check_init__(self):
@@ -109,8 +120,10 @@ class MeanFlowMatching(AbstractObjective):
     def __call__(self, model, x: Points, key: Key) -> Array:
         check_model(model, MeanFlow, "MeanFlowMatching", "a MeanFlow")
         z1 = model.standardizer(x.shape[-1]).forward(x)
-        k0, kt = jax.random.split(key)
-        z0 = jax.random.normal(k0, z1.shape, z1.dtype)
+        k0, kt, kc = jax.random.split(key, 3)
+        z0 = base_draws(model, k0, z1)
+        if self.coupling is not None:
+            z0, z1 = self.coupling(z0, z1, kc)
         r, t = self.times(kt, z1.shape[0], z1.dtype)
         u, target = self.regression(model, z0, z1, r, t)
         sq = jnp.sum((u - target) ** 2, axis=-1)

@@ -3,6 +3,7 @@ r"""The shortcut-model objective (Frans et al. 2025) for a :class:`~flowlab.Shor
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 
 from .._typing import Array, Key, Points
 from ..shortcut import Shortcut
-from ._base import AbstractObjective, check_model
+from ._base import AbstractObjective, base_draws, check_model
 
 __all__ = ["ShortcutMatching"]
 
@@ -36,11 +37,20 @@ class ShortcutMatching(AbstractObjective):
     Arguments:
         max_steps: $M$, a power of two: the smallest jump is $1/M$.
         bootstrap_every: $k$: one row in $k$ is a self-consistency row.
+        coupling: ``None`` for independent pairs $(z_0, z_1)$, or a coupling from
+            :mod:`flowlab.couplings` (e.g. ``ExactOT()``: minibatch optimal transport, as
+            OT flow matching) pairing the base draws with the batch before the times are
+            drawn.
         holdout_repeats: draws per hold-out point in the hold-out loss.
+
+    **Source to target.** For a model with a ``prior`` (``MeanFlow(prior=...)``,
+    ``Shortcut(prior=...)``) $z_0$ is drawn from ``model.prior_sample`` instead of
+    $N(0, I)$, as :class:`FlowMatching` does for a CNF.
     """
 
     max_steps: int = eqx.field(static=True, default=128)
     bootstrap_every: int = eqx.field(static=True, default=4)
+    coupling: Any = None
     holdout_repeats: int = eqx.field(static=True, default=8)
 
     def __check_init__(self):
@@ -79,8 +89,10 @@ class ShortcutMatching(AbstractObjective):
         z1 = model.standardizer(x.shape[-1]).forward(x)
         n = z1.shape[0]
         nb = n // self.bootstrap_every
-        k0, kt, kj, ki = jax.random.split(key, 4)
-        z0 = jax.random.normal(k0, z1.shape, z1.dtype)
+        k0, kt, kj, ki, kc = jax.random.split(key, 5)
+        z0 = base_draws(model, k0, z1)
+        if self.coupling is not None:
+            z0, z1 = self.coupling(z0, z1, kc)
         t_fm = jax.random.uniform(kt, (n - nb,), z1.dtype)
         pred, target = self.flow_matching(model, z0[nb:], z1[nb:], t_fm)
         sq = jnp.sum((pred - target) ** 2, axis=-1)
