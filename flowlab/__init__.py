@@ -15,6 +15,7 @@ family (``cnf``, ``diffusion``, ``ddpm``, ``single_noise``, ``vae``, ``ebm``, ``
 
 import importlib as _importlib
 
+from . import baselines as baselines
 from . import couplings as couplings
 from . import datasets as datasets
 from . import ebm as ebm
@@ -141,6 +142,7 @@ __all__ = [
     "augmented_solve",
     "batch_value_and_divergence",
     "build_model",
+    "baselines",
     "couplings",
     "datasets",
     "default_optimizer",
