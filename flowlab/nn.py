@@ -17,6 +17,7 @@ from ._typing import Key, Point, Time
 
 __all__ = [
     "ACTIVATIONS",
+    "ConditionalMLPField",
     "FourierTimeEmbedding",
     "Linear",
     "MLPVectorField",
@@ -158,6 +159,78 @@ class MLPVectorField(eqx.Module):
             )
         t = jnp.asarray(t, dtype=x.dtype)
         return self.mlp(jnp.concatenate([x, self.time_embedding(t)]))
+
+
+class ConditionalMLPField(eqx.Module):
+    r"""A time- and label-conditioned MLP $f_\theta(t, x, y)$ on one example of shape ``(d,)``.
+
+    The input is $x$, a Fourier embedding of $t$ and a learned embedding of the label
+    $y \in \{0, \dots, K\}$, where $y = K$ (``null_label``) is the *null* label of
+    classifier-free guidance: "no condition" (Ho & Salimans 2022). One network thus gives
+    both the conditional $f(t, x \mid y)$ and the unconditional $f(t, x)$ that
+    :class:`flowlab.conditional.Guided` mixes.
+
+    Arguments:
+        data_size: dimension ``d``.
+        num_classes: $K$, the number of real labels (the null label is $K$).
+        width, depth, activation, time_frequencies: as :class:`MLPVectorField`.
+        label_size: length of the label embedding.
+        key: PRNG key for the initial weights (keyword-only).
+    """
+
+    mlp: eqx.nn.MLP
+    time_embedding: FourierTimeEmbedding
+    label_embedding: jax.Array
+    data_size: int = eqx.field(static=True)
+    num_classes: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data_size: int,
+        num_classes: int,
+        width: int = 128,
+        depth: int = 3,
+        activation: str | Callable = "silu",
+        time_frequencies: tuple[float, ...] = (1.0, 2.0, 4.0),
+        label_size: int = 16,
+        *,
+        key: Key,
+    ):
+        if min(data_size, num_classes, width, depth, label_size) < 1:
+            raise ValueError(
+                "data_size, num_classes, width, depth and label_size must be positive, got "
+                f"{data_size}, {num_classes}, {width}, {depth}, {label_size}"
+            )
+        k_mlp, k_emb = jax.random.split(key)
+        self.data_size = data_size
+        self.num_classes = num_classes
+        self.time_embedding = FourierTimeEmbedding(tuple(float(f) for f in time_frequencies))
+        self.label_embedding = jax.random.normal(k_emb, (num_classes + 1, label_size))
+        self.mlp = mlp(
+            in_size=data_size + self.time_embedding.size + label_size,
+            out_size=data_size,
+            width_size=width,
+            depth=depth,
+            activation=get_activation(activation),
+            key=k_mlp,
+        )
+
+    @property
+    def null_label(self) -> int:
+        """The label meaning "no condition": ``num_classes``."""
+        return self.num_classes
+
+    def __call__(self, t: Time, x: Point, label) -> Point:
+        if x.shape != (self.data_size,):
+            raise ValueError(
+                f"ConditionalMLPField acts on one example of shape ({self.data_size},), "
+                f"got shape {x.shape}; use jax.vmap for batches"
+            )
+        if jnp.ndim(label) != 0:
+            raise ValueError(f"expected one integer label, got shape {jnp.shape(label)}")
+        t = jnp.asarray(t, dtype=x.dtype)
+        emb = self.label_embedding[jnp.asarray(label, jnp.int32)].astype(x.dtype)
+        return self.mlp(jnp.concatenate([x, self.time_embedding(t), emb]))
 
 
 def num_parameters(module: eqx.Module) -> int:
