@@ -136,3 +136,32 @@ def test_labelled_samplers_match_the_registry(name):
         labelled.sample_class(name, key, 10, k)
     with pytest.raises(ValueError, match="no labels"):
         labelled.sample_with_labels("spiral", key, 10)
+
+
+def test_conv_field_is_the_hand_written_convolution():
+    import scipy.signal
+
+    from flowlab.nn import ConvVectorField
+
+    net = ConvVectorField(16, channels=3, depth=1, time_frequencies=(1.0,), key=jax.random.key(0))
+    x = np.asarray(jax.random.normal(jax.random.key(1), (16,)), np.float64)
+    t = 0.3
+    emb = np.array([t, np.sin(np.pi * t), np.cos(np.pi * t)])
+    img = x.reshape(4, 4)
+    conv, tmap, out = net.convs[0], net.time_maps[0], net.out
+    w1, b1 = np.asarray(conv.weight, np.float64), np.asarray(conv.bias, np.float64)
+    tb = np.asarray(tmap.weight, np.float64) @ emb + np.asarray(tmap.bias, np.float64)
+    h = np.stack(
+        [
+            scipy.signal.correlate2d(img, w1[c, 0], mode="same") + b1[c, 0, 0] + tb[c]
+            for c in range(3)
+        ]
+    )
+    h = h / (1 + np.exp(-h))  # SiLU
+    wo, bo = np.asarray(out.weight, np.float64), float(np.asarray(out.bias).ravel()[0])
+    ref = sum(scipy.signal.correlate2d(h[c], wo[0, c], mode="same") for c in range(3)) + bo
+    np.testing.assert_allclose(
+        np.asarray(net(t, jnp.asarray(x, jnp.float32))), ref.ravel(), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="square"):
+        ConvVectorField(10, key=jax.random.key(0))
