@@ -1,14 +1,24 @@
-"""Digits in bits/dim (baselines, flow matching, VP diffusion, DDPM) and conditional
-generation with classifier-free guidance (digits and labelled 2D data).
+"""Digits in bits/dim, and conditional generation with classifier-free guidance.
 
-    python experiments/digits.py                       # everything (see --models)
+Baselines, flow matching, VP diffusion and DDPM on the 8x8 digits; guidance on the digits
+and on labelled 2D data.
+
+    python experiments/digits.py                       # every model but fm_conv (~35 min)
     python experiments/digits.py --models gaussian,gmm,kde,fm
-    python experiments/digits.py --smoke               # a few seconds, for CI
+    python experiments/digits.py --smoke               # seconds, for CI
+
+Models: gaussian, gmm, kde (closed-form baselines); fm (flow matching), diffusion (VP,
+PF-ODE), ddpm, diffusion_lw (DSM with the likelihood weighting), diffusion_long and
+ddpm_long (3x the steps); fm_cond (C2OT) and diffusion_cond (classifier-free guidance);
+2d (conditional flow matching on labelled 2D data by coupling); fm_conv (a convolutional
+field: opt-in, slow on a CPU).
 
 Writes to --out (default results/digits/): metrics.json, one checkpoint per trained model
-(ckpt_<model>.eqx: re-running resumes from it; --fresh ignores them) and figures:
-samples_<model>.png (8x8 digits in a labelled grid), guidance.png (classifier accuracy and
-diversity against w), coupling_2d.png (per-class energy distance, independent / OT / C2OT).
+(ckpt_<model>.eqx: re-running resumes from it; --fresh ignores them; models not run keep
+their entries in metrics.json when the other settings match) and figures:
+samples_<model>.png (8x8 digits in a labelled grid), guidance.png (classifier accuracy,
+recall and pixel spread against w), coupling_2d.png (per-class energy distance, independent
+/ OT / C2OT).
 
 Every bits/dim is of the discrete 8x8 images, an upper bound through uniform dequantisation
 (flowlab.datasets.digits), mean +- SE over the 360 test images (one dequantisation draw
@@ -54,6 +64,9 @@ LABELS = {
     "fm": "flow matching (CNF)",
     "fm_conv": "flow matching (CNF, conv field)",
     "diffusion": "VP diffusion (PF-ODE)",
+    "diffusion_lw": "VP diffusion, likelihood weighting",
+    "diffusion_long": "VP diffusion, 3x the steps",
+    "ddpm_long": "DDPM, 3x the steps",
     "ddpm": "DDPM",
     "fm_cond": "conditional flow matching (C2OT)",
     "diffusion_cond": "conditional VP diffusion",
@@ -69,7 +82,15 @@ MODELS = (
     "diffusion_cond",
     "2d",
     "fm_conv",
+    "diffusion_lw",
+    "diffusion_long",
+    "ddpm_long",
 )
+DEFAULT_MODELS = tuple(m for m in MODELS if m != "fm_conv")
+"""What a plain run trains: fm_conv is opt-in (a conv step costs ~1,400 MLP steps on a CPU,
+benchmarks/digits_conv_field.py)."""
+LONGER = {"diffusion_long": 3, "ddpm_long": 3}
+"""Models trained for this many times --steps (the rest: --steps)."""
 CONV_CHANNELS = 48
 """Hidden channels of fm_conv's ConvVectorField (depth = --depth + 1)."""
 GUIDANCE = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -100,7 +121,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma list of: {', '.join(MODELS)}")
+    p.add_argument(
+        "--models", default=",".join(DEFAULT_MODELS), help=f"comma list of: {', '.join(MODELS)}"
+    )
     p.add_argument("--steps", type=positive_int, default=None, help="gradient steps per model")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", type=output_folder, default=None, help="default results/digits")
@@ -182,12 +205,13 @@ class Data:
 
 def _fit(model, objective, data, hp, out, name, keys, progress, labels=False):
     ckpt = out / f"ckpt_{name}.eqx"
+    steps = hp["steps"] * LONGER.get(name, 1)
     kw = dict(
         key=keys[name],
-        steps=hp["steps"],
+        steps=steps,
         batch_size=hp["batch_size"],
         eval_every=hp["eval_every"],
-        optimizer=flowlab.default_optimizer(hp["steps"], hp["lr"]),
+        optimizer=flowlab.default_optimizer(steps, hp["lr"]),
         ema_decay=None,
         checkpoint=ckpt,
         progress=progress,
@@ -221,12 +245,17 @@ def build(name, hp, data, key):
         channels = 8 if hp["smoke"] else CONV_CHANNELS
         net = ConvVectorField(64, channels, hp["depth"] + 1, TIME_FREQUENCIES, key=key)
         return flowlab.CNF(net, standardize=data.std), flowlab.FlowMatching()
-    if name == "diffusion":
+    if name in ("diffusion", "diffusion_long"):
         return (
             flowlab.Diffusion(_network(hp, key), flowlab.VPSDE(), standardize=data.std),
             flowlab.DenoisingScoreMatching(),
         )
-    if name == "ddpm":
+    if name == "diffusion_lw":  # DSM weighted by g^2 (Song et al. 2021b): aimed at likelihood
+        return (
+            flowlab.Diffusion(_network(hp, key), flowlab.VPSDE(), standardize=data.std),
+            flowlab.DenoisingScoreMatching(weighting="likelihood"),
+        )
+    if name in ("ddpm", "ddpm_long"):
         return (
             flowlab.DDPM(_network(hp, key), 1000, standardize=data.std),
             flowlab.DenoisingScoreMatching(),
@@ -328,6 +357,8 @@ def precision_recall(images, labels, real, real_labels, k: int = 3) -> dict:
     prec, rec = [], []
     for c in np.unique(labels):
         g, t = x[labels == c], r[real_labels == c]
+        if min(len(g), len(t)) <= k:
+            raise ValueError(f"precision/recall with k = {k} needs more than {k} digits a class")
         rad_t = np.sort(_pairwise(t, t), 1)[:, k]  # k-th neighbour (index 0 is itself)
         rad_g = np.sort(_pairwise(g, g), 1)[:, k]
         d = _pairwise(g, t)  # (generated, real)
@@ -562,7 +593,7 @@ def main(argv=None) -> dict:
             m.update(
                 train_time_s=hist.wall_time[-1],
                 compile_time_s=hist.compile_time,
-                steps=hp["steps"],
+                steps=hist.step[-1],
                 final_holdout_loss=hist.holdout_loss[-1],
             )
         m["fit_time_s"] = time.perf_counter() - t0
@@ -570,7 +601,7 @@ def main(argv=None) -> dict:
             uncond = C.condition(model, None)
             m.update(likelihood(name, uncond, data, k_eval))
             m["likelihood_note"] = "unconditional log p(x): the null label, w = 0"
-            per = max(hp["samples"] // 10, 2)
+            per = max(hp["samples"] // 10, 4)  # recall's k = 3 needs 4 a class
             curve = []
             for w in hp["guidance"]:
                 imgs, labs = [], []
@@ -663,7 +694,15 @@ def targets(metrics) -> dict:
     lines = []
     if "gmm" in ms:
         ref = ms["gmm"]["test_bpd"]
-        for name in ("fm", "fm_conv", "diffusion", "ddpm"):
+        for name in (
+            "fm",
+            "fm_conv",
+            "diffusion",
+            "diffusion_lw",
+            "diffusion_long",
+            "ddpm",
+            "ddpm_long",
+        ):
             if name in ms:
                 b = ms[name]["test_bpd"]
                 lines.append(

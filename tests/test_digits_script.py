@@ -19,7 +19,7 @@ ARGS = (
     "--guidance",
     "0,2",
     "--samples",
-    "20",
+    "40",
 )
 
 
@@ -45,7 +45,7 @@ def test_digits_smoke(tmp_path):
     fm = m["models"]["fm"]
     assert fm["estimator"].startswith("exact:") and fm["log_prob_nfe"] > 0
     assert fm["hutchinson"]["estimator"].startswith("estimate:")
-    assert np.isfinite(fm["test_bpd"]) and fm["nn_to_train"]["n"] == 20
+    assert np.isfinite(fm["test_bpd"]) and fm["nn_to_train"]["n"] == 40
     curve = m["models"]["fm_cond"]["guidance_curve"]
     assert [r["w"] for r in curve] == [0.0, 2.0] and all(0 <= r["accuracy"] <= 1 for r in curve)
     assert m["classifier"]["test_accuracy_on_real"] > 0.9
