@@ -92,6 +92,8 @@ def test_class_aware_ot_pairs_within_classes_optimally():
         C.ConditionalFlowMatching(coupling=flowlab.couplings.Sinkhorn())
     with pytest.raises(ValueError, match="drop_probability"):
         C.ConditionalFlowMatching(drop_probability=1.0)
+    with pytest.raises(ValueError, match="by keyword"):
+        C.ConditionalDSM(0.1)
 
 
 def test_conditional_flow_matching_learns_each_component():

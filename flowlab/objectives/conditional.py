@@ -46,9 +46,20 @@ def _drop(labels: Array, p: float, null: int, key: Key) -> Array:
     return jnp.where(jax.random.uniform(key, labels.shape) < p, null, labels)
 
 
-def _check_p(p: float) -> None:
+def _check_p(p: float, holdout_repeats) -> None:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"expected drop_probability in [0, 1), got {p!r}")
+    # the first dataclass field is the base class's holdout_repeats: a positional option
+    # would land there, so say so instead of training with it
+    if (
+        isinstance(holdout_repeats, bool)
+        or not isinstance(holdout_repeats, int)
+        or holdout_repeats < 1
+    ):
+        raise ValueError(
+            f"expected holdout_repeats a positive integer, got {holdout_repeats!r} (pass the "
+            "objective's options by keyword: the first positional argument is holdout_repeats)"
+        )
 
 
 class ConditionalFlowMatching(AbstractObjective):
@@ -75,7 +86,7 @@ class ConditionalFlowMatching(AbstractObjective):
     holdout_repeats: int = eqx.field(static=True, default=8)
 
     def __check_init__(self):
-        _check_p(self.drop_probability)
+        _check_p(self.drop_probability, self.holdout_repeats)
         if self.coupling is not None and not isinstance(self.coupling, ExactOT):
             raise ValueError(
                 f"expected coupling None or flowlab.couplings.ExactOT, got "
@@ -132,7 +143,7 @@ class ConditionalDSM(AbstractObjective):
     holdout_repeats: int = eqx.field(static=True, default=8)
 
     def __check_init__(self):
-        _check_p(self.drop_probability)
+        _check_p(self.drop_probability, self.holdout_repeats)
 
     def __call__(self, model, batch: Points, key: Key) -> Array:
         model, net, x, labels = _unpack(model, batch, Diffusion, "ConditionalDSM")
