@@ -9,12 +9,16 @@ objectives ask for protocols (:class:`AbstractGaussianDiffusion`,
 
 Submodules: ``objectives`` (every loss, one module per kind), ``optim`` (optimisers),
 ``samplers`` (sampler objects), ``sde``, ``nn``, ``couplings``, ``datasets``, ``metrics``,
-``plotting``, ``evaluate`` (scoring any model through the protocol), and one module per
+``plotting``, ``evaluate`` (scoring any model through the protocol), ``conditional``
+(classifier-free guidance: a conditional field is still a vector field), ``baselines``
+(closed-form Gaussian, mixture and KDE densities), and one module per
 family (``cnf``, ``diffusion``, ``ddpm``, ``single_noise``, ``vae``, ``ebm``, ``gan``).
 """
 
 import importlib as _importlib
 
+from . import baselines as baselines
+from . import conditional as conditional
 from . import couplings as couplings
 from . import datasets as datasets
 from . import ebm as ebm
@@ -162,6 +166,8 @@ __all__ = [
     "augmented_solve",
     "batch_value_and_divergence",
     "build_model",
+    "baselines",
+    "conditional",
     "couplings",
     "datasets",
     "default_optimizer",

@@ -41,11 +41,18 @@ $q(\psi) = \frac13\sum_{j}\sum_{k\in\mathbb{Z}}\mathcal{N}(\psi + 2\pi k; 4j, 0.
 $H = H(q) + E[\log R] = H(q) - 1$. *Radial*: $-\int_0^\infty p \log p\ 2\pi r\,dr$ by
 composite Gauss--Legendre.
 
+Beyond the plane: :mod:`flowlab.datasets.digits` (the 8x8 handwritten digits, 64
+dimensions, bits/dim; scikit-learn as the optional ``digits`` extra, imported on first use)
+and :mod:`flowlab.datasets.labelled` (the mixture's components and the pinwheel's arms as
+labels, for conditional generation).
+
 ``gaussian_mixture_params`` returns the means, std and weights of the three mixtures, enough for
 their exact scores. Importing this package does no work beyond defining functions (SciPy is
 imported on first use, nothing is compiled).
 """
 
+from . import digits as digits
+from . import labelled as labelled
 from ._generators import checkerboard as checkerboard
 from ._generators import ffjord_2spirals as ffjord_2spirals
 from ._generators import ffjord_8gaussians as ffjord_8gaussians
@@ -80,6 +87,8 @@ __all__ = [
     "NAMES",
     "TORCHCFM_NAMES",
     "checkerboard",
+    "digits",
+    "labelled",
     "entropy",
     "entropy_with_error",
     "ffjord_2spirals",
