@@ -287,7 +287,9 @@ def test_bad_input_raises():
         VESDE(sigma_min=1.0, sigma_max=0.5)
     model = _gaussian_model("ve")
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match="unknown sampler 'rk4'; expected one of: ode, euler, heun, flow_map, em"):
+    with pytest.raises(
+        ValueError, match="unknown sampler 'rk4'; expected one of: ode, euler, heun, flow_map, em"
+    ):
         get_sampler("rk4")
     with pytest.raises(ValueError, match="n must be a positive integer"):
         model.sample(key, 0)

@@ -17,6 +17,9 @@ through the fused training scan and checkpoints it.
   :class:`~flowlab.MeanFlow` (Geng et al. 2025).
 * :class:`ShortcutMatching` (``shortcut.py``): flow matching plus self-consistency of
   jumps for a :class:`~flowlab.Shortcut` (Frans et al. 2025).
+* :class:`ConditionalFlowMatching`, :class:`ConditionalDSM` (``conditional.py``): label-
+  conditioned flow matching (optionally OT within classes, C2OT) and DSM with label dropout
+  for classifier-free guidance (:mod:`flowlab.conditional`).
 * :class:`MaximumLikelihood` (``likelihood.py``): $-\mathbb{E}\log p(x)$ for any
   exact-likelihood model, through the augmented ODE for an ODE flow.
 * :class:`DenoisingScoreMatching`, :class:`SingleNoiseDSM`, :class:`EnergyDSM`
@@ -34,6 +37,8 @@ from .adversarial import EQUILIBRIUM_G_LOSS as EQUILIBRIUM_G_LOSS
 from .adversarial import NonSaturatingGAN as NonSaturatingGAN
 from .adversarial import discriminator_loss as discriminator_loss
 from .adversarial import generator_loss as generator_loss
+from .conditional import ConditionalDSM as ConditionalDSM
+from .conditional import ConditionalFlowMatching as ConditionalFlowMatching
 from .contrastive import ContrastiveDivergence as ContrastiveDivergence
 from .elbo import NegativeELBO as NegativeELBO
 from .flow_matching import FlowMatching as FlowMatching
@@ -47,6 +52,8 @@ from .score_matching import Weighting as Weighting
 from .shortcut import ShortcutMatching as ShortcutMatching
 
 __all__ = [
+    "ConditionalDSM",
+    "ConditionalFlowMatching",
     "EQUILIBRIUM_D_LOSS",
     "EQUILIBRIUM_G_LOSS",
     "WEIGHTINGS",
