@@ -169,7 +169,7 @@ class Reflow(AbstractObjective):
 
     pairs: ReflowPairs
     time_power: float = eqx.field(static=True, default=1.0)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __init__(self, pairs: ReflowPairs, time_power: float = 1.0, holdout_repeats: int = 8):
         if not isinstance(pairs, ReflowPairs):

@@ -618,3 +618,20 @@ def test_borderline_script_says_when_it_resumes_without_progress(tmp_path, capsy
     assert f"[flowlab] resuming from {tmp_path / 'checkpoint.eqx'} at step 4 of 4" in out
     with pytest.raises(SystemExit, match=r"(?s)data\.train_data\.sha256.*rerun with --fresh"):
         pipeline.train_model("cnf_fm", args, hp, train[::-1], holdout, keys, metrics={})
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: flowlab.FlowMatching(0.1), "sigma_min"),
+        (lambda: flowlab.objectives.DenoisingScoreMatching(4), "k"),
+        (lambda: flowlab.objectives.MeanFlowMatching(0.5), "flow_ratio"),
+    ],
+)
+def test_objective_first_positional_option_is_not_holdout_repeats(make, field):
+    """Every objective declares holdout_repeats keyword-only: a positional option lands on
+    the objective's own first option, never silently on the hold-out repeat count (it used
+    to: FlowMatching(0.1) gave holdout_repeats=0.1)."""
+    obj = make()
+    assert obj.holdout_repeats == type(obj)().holdout_repeats
+    assert getattr(obj, field) != getattr(type(obj)(), field)

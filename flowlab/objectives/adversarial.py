@@ -84,7 +84,7 @@ class NonSaturatingGAN(AbstractObjective):
     """
 
     r1: float = eqx.field(static=True, default=0.0)
-    holdout_repeats: int = eqx.field(static=True, default=4)
+    holdout_repeats: int = eqx.field(static=True, default=4, kw_only=True)
 
     def __check_init__(self):
         if not (isinstance(self.r1, int | float) and self.r1 >= 0):

@@ -49,17 +49,12 @@ def _drop(labels: Array, p: float, null: int, key: Key) -> Array:
 def _check_p(p: float, holdout_repeats) -> None:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"expected drop_probability in [0, 1), got {p!r}")
-    # the first dataclass field is the base class's holdout_repeats: a positional option
-    # would land there, so say so instead of training with it
     if (
         isinstance(holdout_repeats, bool)
         or not isinstance(holdout_repeats, int)
         or holdout_repeats < 1
     ):
-        raise ValueError(
-            f"expected holdout_repeats a positive integer, got {holdout_repeats!r} (pass the "
-            "objective's options by keyword: the first positional argument is holdout_repeats)"
-        )
+        raise ValueError(f"expected holdout_repeats a positive integer, got {holdout_repeats!r}")
 
 
 class ConditionalFlowMatching(AbstractObjective):
@@ -83,7 +78,7 @@ class ConditionalFlowMatching(AbstractObjective):
     coupling: Any = None
     class_cost: float = eqx.field(static=True, default=0.0)
     time_power: float = eqx.field(static=True, default=1.0)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         _check_p(self.drop_probability, self.holdout_repeats)
@@ -140,7 +135,7 @@ class ConditionalDSM(AbstractObjective):
     """
 
     drop_probability: float = eqx.field(static=True, default=0.1)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         _check_p(self.drop_probability, self.holdout_repeats)

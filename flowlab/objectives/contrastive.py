@@ -58,7 +58,7 @@ class ContrastiveDivergence(AbstractStatefulObjective):
     reinit_prob: float = eqx.field(static=True, default=0.05)
     alpha: float = eqx.field(static=True, default=0.1)
     holdout_steps: int = eqx.field(static=True, default=200)
-    holdout_repeats: int = eqx.field(static=True, default=1)
+    holdout_repeats: int = eqx.field(static=True, default=1, kw_only=True)
 
     def __check_init__(self):
         check_count(self.langevin_steps, "langevin_steps")

@@ -28,7 +28,7 @@ class NegativeELBO(AbstractObjective):
     """
 
     num_samples: int = eqx.field(static=True, default=1)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         check_count(self.num_samples, "num_samples")

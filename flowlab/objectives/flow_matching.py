@@ -53,7 +53,7 @@ class FlowMatching(AbstractObjective):
     coupling: Any = None
     bridge_sigma: float = eqx.field(static=True, default=0.0)
     time_power: float = eqx.field(static=True, default=1.0)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         if self.bridge_sigma < 0 or (self.bridge_sigma > 0 and self.sigma_min > 0):

@@ -34,7 +34,7 @@ class MaximumLikelihood(AbstractObjective):
     atol: float = eqx.field(static=True, default=1e-3)
     max_steps: int = eqx.field(static=True, default=1024)
     hutchinson: bool = eqx.field(static=True, default=False)
-    holdout_repeats: int = eqx.field(static=True, default=1)
+    holdout_repeats: int = eqx.field(static=True, default=1, kw_only=True)
     norm: str = eqx.field(static=True, default="rms")
 
     def __call__(self, model, x: Points, key: Key) -> Array:

@@ -69,7 +69,7 @@ class MeanFlowMatching(AbstractObjective):
     adaptive_p: float = eqx.field(static=True, default=0.0)
     adaptive_c: float = eqx.field(static=True, default=1e-3)
     coupling: Any = None
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         if not 0.0 <= self.flow_ratio <= 1.0:

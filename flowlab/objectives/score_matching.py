@@ -86,7 +86,7 @@ class DenoisingScoreMatching(AbstractObjective):
 
     k: int = eqx.field(static=True, default=1)
     weighting: Weighting = eqx.field(static=True, default=Weighting.STD2, converter=_weighting)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         _check_positive_int(self.k, "k")
@@ -132,7 +132,7 @@ class SingleNoiseDSM(AbstractObjective):
     """
 
     k: int = eqx.field(static=True, default=1)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         _check_positive_int(self.k, "k")
@@ -178,7 +178,7 @@ class EnergyDSM(AbstractObjective):
     sigma: float = eqx.field(static=True, default=0.1)
     k: int = eqx.field(static=True, default=4)
     alpha: float = eqx.field(static=True, default=1e-3)
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         check_count(self.k, "k")

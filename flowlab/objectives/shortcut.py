@@ -51,7 +51,7 @@ class ShortcutMatching(AbstractObjective):
     max_steps: int = eqx.field(static=True, default=128)
     bootstrap_every: int = eqx.field(static=True, default=4)
     coupling: Any = None
-    holdout_repeats: int = eqx.field(static=True, default=8)
+    holdout_repeats: int = eqx.field(static=True, default=8, kw_only=True)
 
     def __check_init__(self):
         m = self.max_steps
