@@ -92,8 +92,11 @@ def test_class_aware_ot_pairs_within_classes_optimally():
         C.ConditionalFlowMatching(coupling=flowlab.couplings.Sinkhorn())
     with pytest.raises(ValueError, match="drop_probability"):
         C.ConditionalFlowMatching(drop_probability=1.0)
-    with pytest.raises(ValueError, match="by keyword"):
-        C.ConditionalDSM(0.1)
+    # a positional option is the objective's own first one, never holdout_repeats
+    assert C.ConditionalDSM(0.2).drop_probability == 0.2
+    assert C.ConditionalDSM(0.2).holdout_repeats == C.ConditionalDSM().holdout_repeats
+    with pytest.raises(ValueError, match="holdout_repeats a positive integer"):
+        C.ConditionalDSM(holdout_repeats=0)
 
 
 def test_conditional_flow_matching_learns_each_component():
