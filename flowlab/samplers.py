@@ -179,12 +179,19 @@ def _batch(fn):
 # -- fixed-step ODE solvers (any ODE flow) and jumps of a flow map ---------------------------
 
 
-def _flow_times(model, steps: int) -> Array:
-    """``steps + 1`` evenly spaced times from the flow's ``t_base`` to its ``t_data``."""
-    return jnp.linspace(model.t_base, model.t_data, steps + 1)
+class _AbstractFlowStepSampler(AbstractStepSampler):
+    """A fixed-step sampler of a flow's ODE or flow map: ``steps`` (checked when built)
+    uniform steps from the model's ``t_base`` to its ``t_data``."""
+
+    def __check_init__(self):
+        check_count(self.steps, "steps")
+
+    def times(self, model) -> Array:
+        """``steps + 1`` evenly spaced times from ``t_base`` to ``t_data``."""
+        return jnp.linspace(model.t_base, model.t_data, self.num_steps(model) + 1)
 
 
-class Euler(AbstractStepSampler):
+class Euler(_AbstractFlowStepSampler):
     r"""Euler's method on the ODE of any flow (:class:`~flowlab.AbstractFlow`), ``steps``
     uniform steps from ``t_base`` to ``t_data`` in standardised coordinates:
     $z \leftarrow z + h\, f(t, z)$, $h = (t_d - t_b)/\text{steps}$. First order: the
@@ -199,9 +206,6 @@ class Euler(AbstractStepSampler):
 
     steps: int = eqx.field(static=True, default=16)
 
-    def __check_init__(self):
-        check_count(self.steps, "steps")
-
     @property
     def nfe_per_step(self) -> int:
         return 1
@@ -209,15 +213,12 @@ class Euler(AbstractStepSampler):
     def check(self, model) -> None:
         _require(model, AbstractFlow, "Euler", "an ODE flow (an AbstractFlow: CNF, Diffusion)")
 
-    def times(self, model) -> Array:
-        return _flow_times(model, self.num_steps(model))
-
     def update(self, model, z, t, s, key):
         z = z + (s - t) * _batch(model.field)(t, z)
         return z, z
 
 
-class Heun(AbstractStepSampler):
+class Heun(_AbstractFlowStepSampler):
     r"""Heun's method (the explicit trapezoid rule) on the ODE of any flow, ``steps``
     uniform steps from ``t_base`` to ``t_data``: $k_1 = f(t, z)$,
     $k_2 = f(t + h, z + h k_1)$, $z \leftarrow z + \tfrac{h}{2}(k_1 + k_2)$. Second
@@ -229,18 +230,12 @@ class Heun(AbstractStepSampler):
 
     steps: int = eqx.field(static=True, default=8)
 
-    def __check_init__(self):
-        check_count(self.steps, "steps")
-
     @property
     def nfe_per_step(self) -> int:
         return 2
 
     def check(self, model) -> None:
         _require(model, AbstractFlow, "Heun", "an ODE flow (an AbstractFlow: CNF, Diffusion)")
-
-    def times(self, model) -> Array:
-        return _flow_times(model, self.num_steps(model))
 
     def update(self, model, z, t, s, key):
         h = s - t
@@ -250,7 +245,7 @@ class Heun(AbstractStepSampler):
         return z, z
 
 
-class FlowMap(AbstractStepSampler):
+class FlowMap(_AbstractFlowStepSampler):
     r"""Jumps of a learned flow map (:class:`~flowlab.AbstractFlowMap`: mean flows,
     shortcut models): ``steps`` uniform jumps from ``t_base`` to ``t_data``,
     $z \leftarrow z + (s - t)\, u(z, t, s)$ with $u$ the model's average velocity over
@@ -264,9 +259,6 @@ class FlowMap(AbstractStepSampler):
 
     steps: int = eqx.field(static=True, default=1)
 
-    def __check_init__(self):
-        check_count(self.steps, "steps")
-
     @property
     def nfe_per_step(self) -> int:
         return 1
@@ -275,9 +267,6 @@ class FlowMap(AbstractStepSampler):
         _require(
             model, AbstractFlowMap, "flow-map", "a flow map (AbstractFlowMap: MeanFlow, Shortcut)"
         )
-
-    def times(self, model) -> Array:
-        return _flow_times(model, self.num_steps(model))
 
     def update(self, model, z, t, s, key):
         u = jax.vmap(model.average_velocity, in_axes=(None, None, 0))(t, s, z)
