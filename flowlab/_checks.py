@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._typing import Array
+from ._typing import Array, Point
 
 
 def is_concrete(x) -> bool:
@@ -66,3 +66,13 @@ def check_key(key, name: str = "key") -> None:
         f"{name} must be one JAX PRNG key (e.g. jax.random.key(0)), got "
         f"{type(key).__name__} with dtype {dtype} and shape {shape}"
     )
+
+
+def check_example(network: str, x: Point, data_size: int) -> None:
+    """A ``ValueError`` unless ``x`` is one example of shape ``(data_size,)``: networks act on
+    one example and are vectorised with ``jax.vmap`` at the edge."""
+    if x.shape != (data_size,):
+        raise ValueError(
+            f"{network} acts on one example of shape ({data_size},), got shape {x.shape}; "
+            "use jax.vmap for batches"
+        )

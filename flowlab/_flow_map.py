@@ -30,6 +30,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax.numpy as jnp
 
+from ._checks import check_example
 from ._flow import AbstractFlow
 from ._ode import SolverOptions
 from ._prior import AbstractPrior, check_prior, prior_log_prob, prior_sample
@@ -73,7 +74,7 @@ class MLPFlowMapNet(eqx.Module):
                 f"data_size, width and depth must be positive, got {data_size}, {width}, {depth}"
             )
         self.data_size = data_size
-        self.time_embedding = FourierTimeEmbedding(tuple(float(f) for f in time_frequencies))
+        self.time_embedding = FourierTimeEmbedding(time_frequencies)
         self.mlp = mlp(
             in_size=data_size + 2 * self.time_embedding.size,
             out_size=data_size,
@@ -84,11 +85,7 @@ class MLPFlowMapNet(eqx.Module):
         )
 
     def __call__(self, r: Time, span: Time, z: Point) -> Point:
-        if z.shape != (self.data_size,):
-            raise ValueError(
-                f"MLPFlowMapNet acts on one example of shape ({self.data_size},), "
-                f"got shape {z.shape}; use jax.vmap for batches"
-            )
+        check_example("MLPFlowMapNet", z, self.data_size)
         r = jnp.asarray(r, dtype=z.dtype)
         span = jnp.asarray(span, dtype=z.dtype)
         features = [z, self.time_embedding(r), self.time_embedding(span)]

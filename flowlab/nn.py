@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_example
 from ._typing import Key, Point, Time
 
 __all__ = [
@@ -93,7 +94,9 @@ class FourierTimeEmbedding(eqx.Module):
     $$\phi(t) = \big(t,\ \sin(\pi k t),\ \cos(\pi k t)\big)_{k \in \text{frequencies}}$$
     """
 
-    frequencies: tuple[float, ...] = eqx.field(static=True)
+    frequencies: tuple[float, ...] = eqx.field(
+        static=True, converter=lambda fs: tuple(float(f) for f in fs)
+    )
 
     @property
     def size(self) -> int:
@@ -142,7 +145,7 @@ class MLPVectorField(eqx.Module):
                 f"data_size, width and depth must be positive, got {data_size}, {width}, {depth}"
             )
         self.data_size = data_size
-        self.time_embedding = FourierTimeEmbedding(tuple(float(f) for f in time_frequencies))
+        self.time_embedding = FourierTimeEmbedding(time_frequencies)
         self.mlp = mlp(
             in_size=data_size + self.time_embedding.size,
             out_size=data_size,
@@ -153,11 +156,7 @@ class MLPVectorField(eqx.Module):
         )
 
     def __call__(self, t: Time, x: Point) -> Point:
-        if x.shape != (self.data_size,):
-            raise ValueError(
-                f"MLPVectorField acts on one example of shape ({self.data_size},), "
-                f"got shape {x.shape}; use jax.vmap for batches"
-            )
+        check_example("MLPVectorField", x, self.data_size)
         t = jnp.asarray(t, dtype=x.dtype)
         return self.mlp(jnp.concatenate([x, self.time_embedding(t)]))
 
@@ -205,7 +204,7 @@ class ConditionalMLPField(eqx.Module):
         k_mlp, k_emb = jax.random.split(key)
         self.data_size = data_size
         self.num_classes = num_classes
-        self.time_embedding = FourierTimeEmbedding(tuple(float(f) for f in time_frequencies))
+        self.time_embedding = FourierTimeEmbedding(time_frequencies)
         self.label_embedding = jax.random.normal(k_emb, (num_classes + 1, label_size))
         self.mlp = mlp(
             in_size=data_size + self.time_embedding.size + label_size,
@@ -222,11 +221,7 @@ class ConditionalMLPField(eqx.Module):
         return self.num_classes
 
     def __call__(self, t: Time, x: Point, label) -> Point:
-        if x.shape != (self.data_size,):
-            raise ValueError(
-                f"ConditionalMLPField acts on one example of shape ({self.data_size},), "
-                f"got shape {x.shape}; use jax.vmap for batches"
-            )
+        check_example("ConditionalMLPField", x, self.data_size)
         if jnp.ndim(label) != 0:
             raise ValueError(f"expected one integer label, got shape {jnp.shape(label)}")
         t = jnp.asarray(t, dtype=x.dtype)
@@ -274,7 +269,7 @@ class ConvVectorField(eqx.Module):
                 f"{data_size}, {channels}, {depth}"
             )
         self.data_size, self.side = data_size, side
-        self.time_embedding = FourierTimeEmbedding(tuple(float(f) for f in time_frequencies))
+        self.time_embedding = FourierTimeEmbedding(time_frequencies)
         keys = jax.random.split(key, 2 * depth + 1)
         ins = [1] + [channels] * (depth - 1)
         self.convs = tuple(
@@ -287,11 +282,7 @@ class ConvVectorField(eqx.Module):
         self.out = eqx.nn.Conv2d(channels, 1, 3, padding="SAME", key=keys[-1])
 
     def __call__(self, t: Time, x: Point) -> Point:
-        if x.shape != (self.data_size,):
-            raise ValueError(
-                f"ConvVectorField acts on one example of shape ({self.data_size},), got shape "
-                f"{x.shape}; use jax.vmap for batches"
-            )
+        check_example("ConvVectorField", x, self.data_size)
         emb = self.time_embedding(jnp.asarray(t, dtype=x.dtype))
         h = x.reshape(1, self.side, self.side)
         for conv, tmap in zip(self.convs, self.time_maps, strict=True):
