@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,23 @@ from ._typing import Array, Point
 def is_concrete(x) -> bool:
     """``True`` when ``x`` holds values (not a tracer inside ``jit``/``grad``)."""
     return not isinstance(x, jax.core.Tracer)
+
+
+def fail_unless(success, message: str, *arrays) -> tuple:
+    """``arrays`` unchanged when ``success`` holds; an ``EquinoxRuntimeError`` with
+    ``message`` otherwise.
+
+    Called on a compiled program's outputs (a concrete ``success``), the check runs on the
+    host after the program has returned, so flowlab's programs hold no host callback and
+    JAX's persistent compilation cache keeps them: it never writes a program with one, and
+    ``eqx.error_if`` makes one on the CPU. Called under a caller's own ``jit`` (a traced
+    ``success``), it is ``eqx.error_if``, so the failure still raises from inside.
+    """
+    if is_concrete(success):
+        if not bool(success):
+            raise eqx.EquinoxRuntimeError(message)
+        return arrays
+    return eqx.error_if(arrays, jnp.logical_not(success), message)
 
 
 def check_points(x, d: int, name: str = "x") -> Array:

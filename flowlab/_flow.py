@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from ._checks import check_count, check_key, is_concrete
 from ._model import AbstractExactLikelihood
-from ._ode import SolverOptions, Stats, augmented_solve, flow_solve
+from ._ode import SolverOptions, Stats, augmented_solve, check_solve, flow_solve
 from ._typing import Array, Key, Point, Points, Time, Values
 
 __all__ = ["AbstractFlow"]
@@ -118,7 +118,9 @@ class AbstractFlow(AbstractExactLikelihood):
         if key is not None:
             check_key(key)
             probe = jax.random.rademacher(key, x.shape, dtype=x.dtype)
-        return _log_prob(self, x, jnp.asarray(t, x.dtype), probe, throw)
+        logp, stats = _log_prob(self, x, jnp.asarray(t, x.dtype), probe)
+        (logp,) = check_solve(throw, stats, self.options, logp)
+        return logp, stats
 
     def _check_time(self, t: Time) -> Array:
         """``t`` as a scalar inside the closed interval between ``t_base`` and ``t_data``."""
@@ -169,7 +171,9 @@ class AbstractFlow(AbstractExactLikelihood):
         """
         n = check_count(n)
         check_key(key)
-        return _sample(self, self.prior_sample(key, n), throw)
+        x, stats = _sample(self, self.prior_sample(key, n))
+        (x,) = check_solve(throw, stats, self.options, x)
+        return x, stats
 
     def sample_and_log_prob(self, key: Key, n: int, *, throw: bool = True) -> tuple[Points, Values]:
         r"""``n`` ODE samples and their exact log-densities from one augmented solve from
@@ -178,7 +182,8 @@ class AbstractFlow(AbstractExactLikelihood):
         - \sum_i \log s_i$. The samples equal ``sample(key, n)`` up to the tolerance."""
         n = check_count(n)
         check_key(key)
-        return _sample_and_log_prob(self, self.prior_sample(key, n), throw)
+        x, logp, stats = _sample_and_log_prob(self, self.prior_sample(key, n))
+        return check_solve(throw, stats, self.options, x, logp)
 
     def trajectories(
         self,
@@ -228,35 +233,43 @@ class AbstractFlow(AbstractExactLikelihood):
                 f"ts must run monotonically from t_base={self.t_base} towards "
                 f"t_data={self.t_data}, got {ts.tolist()}"
             )
-        return ts, _trajectories(self, z0, ts, throw)
+        xs, stats = _trajectories(self, z0, ts)
+        (xs,) = check_solve(throw, stats, self.options, xs)
+        return ts, xs
+
+
+# The compiled programs below solve with throw=False (NaN and stats.success = False on
+# failure) and their callers raise on the host (check_solve): a program with eqx.error_if
+# holds a host callback on the CPU, and JAX's persistent cache never stores those. (Only
+# _trajectories keeps one: Diffrax checks its traced SaveAt(ts=...) with eqx.error_if.)
 
 
 @eqx.filter_jit
-def _log_prob(flow: AbstractFlow, x, t, probe, throw):
+def _log_prob(flow: AbstractFlow, x, t, probe):
     std = flow.standardizer(x.shape[-1])
     zb, delta, stats = augmented_solve(
-        flow.field, std.forward(x), t, flow.t_base, flow.options, probe=probe, throw=throw
+        flow.field, std.forward(x), t, flow.t_base, flow.options, probe=probe, throw=False
     )
     logp = flow.prior_log_prob(zb) + delta + std.log_det()
     return logp, stats
 
 
 @eqx.filter_jit
-def _sample(flow: AbstractFlow, zb, throw):
-    z, stats = flow_solve(flow.field, zb, flow.t_base, flow.t_data, flow.options, throw=throw)
+def _sample(flow: AbstractFlow, zb):
+    z, stats = flow_solve(flow.field, zb, flow.t_base, flow.t_data, flow.options, throw=False)
     return flow.standardizer(zb.shape[-1]).inverse(z), stats
 
 
 @eqx.filter_jit
-def _sample_and_log_prob(flow: AbstractFlow, zb, throw):
-    z, delta, _ = augmented_solve(
-        flow.field, zb, flow.t_base, flow.t_data, flow.options, throw=throw
+def _sample_and_log_prob(flow: AbstractFlow, zb):
+    z, delta, stats = augmented_solve(
+        flow.field, zb, flow.t_base, flow.t_data, flow.options, throw=False
     )
     std = flow.standardizer(zb.shape[-1])
-    return std.inverse(z), flow.prior_log_prob(zb) - delta + std.log_det()
+    return std.inverse(z), flow.prior_log_prob(zb) - delta + std.log_det(), stats
 
 
 @eqx.filter_jit
-def _trajectories(flow: AbstractFlow, z0, ts, throw):
-    zs, _ = flow_solve(flow.field, z0, ts[0], ts[-1], flow.options, ts=ts, throw=throw)
-    return flow.standardizer(z0.shape[-1]).inverse(zs)
+def _trajectories(flow: AbstractFlow, z0, ts):
+    zs, stats = flow_solve(flow.field, z0, ts[0], ts[-1], flow.options, ts=ts, throw=False)
+    return flow.standardizer(z0.shape[-1]).inverse(zs), stats

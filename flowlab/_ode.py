@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import fail_unless
 from ._typing import Array, Point, Points, Time, Values
 
 __all__ = [
@@ -381,10 +382,15 @@ def flow_solve(
 
 def _check(*arrays, success, options, throw):
     if throw:
-        arrays = eqx.error_if(arrays, jnp.logical_not(success), _failure_message(options))
-    else:
-        arrays = tuple(jnp.where(success, a, jnp.nan) for a in arrays)
-    return tuple(arrays)
+        return fail_unless(success, _failure_message(options), *arrays)
+    return tuple(jnp.where(success, a, jnp.nan) for a in arrays)
+
+
+def check_solve(throw: bool, stats: Stats, options: SolverOptions, *arrays) -> tuple:
+    """After a compiled program that solved with ``throw=False`` (NaN on failure): raise
+    when ``throw`` and the solve failed (on the host, see :func:`~flowlab._checks.fail_unless`,
+    so the program itself stays free of host callbacks and is cached); ``arrays`` otherwise."""
+    return fail_unless(stats.success, _failure_message(options), *arrays) if throw else arrays
 
 
 def standard_normal_log_prob(z: Points) -> Values:

@@ -74,7 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_count
+from ._checks import check_count, fail_unless
 from ._model import AbstractExactLikelihood
 from ._ode import Stats
 from ._protocols import AbstractEnergyModel
@@ -383,7 +383,10 @@ class EBM(AbstractExactLikelihood, AbstractEnergyModel):
             ValueError: ``x`` is not of shape ``(n, d)`` or holds NaN/inf.
             EquinoxRuntimeError: with ``throw=True``, on the failures above.
         """
-        return _log_prob(self, self.check_points(x), throw)
+        lp, stats = _log_prob(self, self.check_points(x))
+        if throw:  # on the host: the compiled program stays cacheable (see fail_unless)
+            (lp,) = fail_unless(stats.success, _LOG_PROB_FAILURE, lp)
+        return lp, stats
 
     def likelihood_label(self) -> str:
         q = self.quadrature_box
@@ -428,15 +431,12 @@ _LOG_PROB_FAILURE = (
 
 
 @eqx.filter_jit
-def _log_prob(model: EBM, x: Points, throw: bool) -> tuple[Values, Stats]:
+def _log_prob(model: EBM, x: Points) -> tuple[Values, Stats]:
     std = model.standardizer(x.shape[-1])
     log_z, _ = model.log_normalizer_with_error()
     e = jax.vmap(model.total_energy)(std.forward(x))
     nfe = model.quadrature_evaluations() + x.shape[0]
     lp = -e - log_z + std.log_det()
     success = jnp.isfinite(log_z) & ~jnp.any(jnp.isnan(lp) | (lp == jnp.inf))
-    if throw:
-        lp = eqx.error_if(lp, jnp.logical_not(success), _LOG_PROB_FAILURE)
-    else:
-        lp = jnp.where(success, lp, jnp.nan)
+    lp = jnp.where(success, lp, jnp.nan)
     return lp, Stats.fixed(1, nfe, success=success)

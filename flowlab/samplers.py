@@ -35,7 +35,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._checks import check_count, check_key
+from ._checks import check_count, check_key, fail_unless
 from ._flow import AbstractFlow
 from ._flow_map import AbstractFlowMap
 from ._ode import SolverOptions, Stats
@@ -526,6 +526,8 @@ class Langevin(AbstractSampler):
         _require(model, AbstractScoreModel, "Langevin", "a score model")
         check_key(key)
         x, finite = _langevin_sample(self, model, key, check_count(n))
+        if self.throw:  # on the host: the compiled program stays cacheable (see fail_unless)
+            (x,) = fail_unless(finite, _LANGEVIN_FAILURE, x)
         return x, Stats.fixed(self.steps, self.steps, success=finite)
 
 
@@ -543,10 +545,7 @@ def _langevin_sample(sampler: Langevin, model, key, n: int):
     z0 = model.initial_sample(k0, n)
     mean, _ = langevin(jax.vmap(model.score), k_steps, z0, sampler.step_sizes())
     x = model.standardizer(z0.shape[-1]).inverse(mean)
-    finite = jnp.all(jnp.isfinite(x))
-    if sampler.throw:
-        x = eqx.error_if(x, jnp.logical_not(finite), _LANGEVIN_FAILURE)
-    return x, finite
+    return x, jnp.all(jnp.isfinite(x))
 
 
 # -- one decoder pass (latent-variable models) ---------------------------------------------

@@ -108,3 +108,45 @@ def test_the_cache_folder_is_the_users_to_choose(tmp_path, monkeypatch):
     finally:
         if before:
             flowlab.enable_compile_cache(before)
+
+
+EVERY_PROGRAM = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp
+    from jax import monitoring
+    import flowlab
+    from flowlab import samplers
+    flowlab.enable_compile_cache(sys.argv[1])
+    seen = []  # a program the cache could not serve is a request without a hit
+    monitoring.register_event_listener(lambda e, **k: seen.append(e))
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (9, 2))
+    cnf = flowlab.CNF(flowlab.nn.MLPVectorField(2, width=8, depth=1, key=key))
+    energy = flowlab.ebm.energy_mlp(2, width=8, depth=1, key=key)
+    ebm = flowlab.EBM(energy, ((-3.0, 3.0), (-3.0, 3.0)), quadrature_panels=4)
+    cnf.log_prob(x); cnf.sample(key, 9); cnf.sample_and_log_prob(key, 9)
+    ebm.log_prob(x); ebm.sample(key, 9, sampler=samplers.Langevin(steps=3))
+    requests = seen.count("/jax/compilation_cache/compile_requests_use_cache")
+    print(json.dumps({"misses": requests - seen.count("/jax/compilation_cache/cache_hits")}))
+    """
+)
+
+
+def test_every_sampling_and_likelihood_program_is_cached(tmp_path):
+    """A second process loads all of the first's sampling and likelihood programs from the
+    cache: none holds a host callback (JAX never caches those; failures raise on the host).
+    Not ``trajectories``: Diffrax checks a traced ``SaveAt(ts=...)`` with a callback of its own."""
+    env = {k: v for k, v in os.environ.items() if k != "FLOWLAB_COMPILE_CACHE"}
+    misses = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", EVERY_PROGRAM, str(tmp_path / "cache")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        misses.append(json.loads(out.stdout.strip().splitlines()[-1])["misses"])
+    assert misses[0] >= 6 and misses[1] == 0, misses
