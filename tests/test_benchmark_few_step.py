@@ -102,3 +102,53 @@ def test_c2ot_loop_pairs_by_exact_ot_only_for_ot_runs():
     ot_cost = float(((x0[perm] - x1) ** 2).sum(-1).mean())
     assert ot_cost == pytest.approx(fs.w2_squared(x0, x1), rel=1e-5)
     assert ot_cost < 0.5 * float(((x0 - x1) ** 2).sum(-1).mean())
+
+
+def _tmlr_module():
+    spec = importlib.util.spec_from_file_location(
+        "few_step_tmlr", ROOT / "benchmarks" / "few_step_tmlr.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["few_step_tmlr"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tmlr_generators_have_the_runners_scales():
+    """The runner's data, on 20,000 draws: moons x in [-3, 3] (2 cos a - 1, noise 0.1) and
+    mean y = 2 * 0.25 = 0.5; the DSB moons standardised to scalar mean 0 and std 7; the DSB
+    8gaussians at radius 12 with per-coordinate std 1.5 about each centre."""
+    tm = _tmlr_module()
+    m = np.asarray(tm.runner_moons(jax.random.key(0), 20_000))
+    assert abs(m[:, 1].mean() - 0.5) < 0.02 and abs(m[:, 0].mean() - 0.0) < 0.03
+    d = np.asarray(tm.dsb_moons(jax.random.key(1), 20_000))
+    assert abs(d.mean()) < 1e-4 and abs(d.std() - 7.0) < 1e-3
+    g = np.asarray(tm.dsb_8gaussians(jax.random.key(2), 20_000))
+    r = np.linalg.norm(g, axis=1)
+    assert abs(np.median(r) - 12.0) < 0.1
+    angle = np.round(np.arctan2(g[:, 1], g[:, 0]) / (np.pi / 4)) * (np.pi / 4)
+    centres = 12.0 * np.stack([np.cos(angle), np.sin(angle)], -1)
+    assert abs((g - centres).std() - 1.5) < 0.05
+
+
+def test_tmlr_euler_is_exact_for_a_constant_field():
+    """100 Euler steps of v = (1, -2) move every point by exactly (1, -2)."""
+    tm = _tmlr_module()
+    x0 = jax.random.normal(jax.random.key(0), (50, 2))
+    x = tm.euler(lambda t, x: jax.numpy.asarray([1.0, -2.0]) + 0 * x, x0, 100)
+    assert np.allclose(np.asarray(x - x0), [1.0, -2.0], atol=1e-5)
+
+
+def test_tmlr_smoke_writes_json_and_table(tmp_path, capsys):
+    """The CI smoke of part T (a few seconds): I-CFM and OT-CFM on moons -> 8gaussians, two
+    seeds trained as one program, scored by W2 against the quoted [SF]2M rows."""
+    tm = _tmlr_module()
+    out = tmp_path / "tmlr.json"
+    assert tm.main(["--smoke", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["datasets"]["moons_to_8gaussians"]
+    assert entry["w2_floor"] > 0
+    for method, published in (("icfm", [1.557, 0.407]), ("ot", [0.601, 0.027])):
+        m = entry["methods"][method]
+        assert m["published_w2"] == published and m["w2"]["n"] == 2
+        assert all(np.isfinite(r["w2"]) and r["nfe"] == 4 for r in m["runs"])
+    assert "| moons_to_8gaussians" in capsys.readouterr().out
