@@ -383,8 +383,9 @@ def run_studies(out: Path, run: GridRun, timings: dict, args) -> None:
         return
     t0 = time.perf_counter()
     learned, source = study_model(run.models)
-    studies.run_studies(out, smoke=args.smoke, learned=learned, learned_source=source,
-                        progress=not args.no_progress, fresh=args.fresh)  # fmt: skip
+    studies.run_studies(out, smoke=args.smoke, quick=args.mode == "quick", learned=learned,
+                        learned_source=source, progress=not args.no_progress,
+                        fresh=args.fresh)  # fmt: skip
     timings["studies_s"] = time.perf_counter() - t0
 
 

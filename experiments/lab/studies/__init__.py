@@ -46,6 +46,7 @@ from .kde import (
 )
 from .samplers import (
     FLOOR_RMS,
+    QUICK_SETTINGS,
     SMOKE_SETTINGS,
     STUDY_MODEL_BUDGET,
     SamplerStudySettings,
@@ -65,6 +66,7 @@ __all__ = [
     "FLOOR_RMS",
     "SAMPLERS",
     "SAMPLER_LABELS",
+    "QUICK_SETTINGS",
     "SMOKE_SETTINGS",
     "STUDY_MODEL_BUDGET",
     "ExactMixtureNoise",

@@ -22,6 +22,7 @@ from ..results import load_cells, write_kde_csv
 from . import equal_compute
 from .kde import kde_study
 from .samplers import (
+    QUICK_SETTINGS,
     SMOKE_SETTINGS,
     STUDY_MODEL_BUDGET,
     SamplerStudySettings,
@@ -43,6 +44,7 @@ def run_studies(
     results: Path,
     *,
     smoke: bool = False,
+    quick: bool = False,
     only: str | None = None,
     learned=None,
     learned_source: str = "",
@@ -58,6 +60,7 @@ def run_studies(
         out["samplers"] = _run_samplers(
             results,
             smoke=smoke,
+            quick=quick,
             learned=learned,
             learned_source=learned_source,
             progress=progress,
@@ -76,7 +79,14 @@ def _run_kde(results: Path) -> list[dict]:
 
 
 def _run_samplers(
-    results: Path, *, smoke: bool, learned, learned_source: str, progress: bool, fresh: bool
+    results: Path,
+    *,
+    smoke: bool,
+    quick: bool = False,
+    learned,
+    learned_source: str,
+    progress: bool,
+    fresh: bool,
 ) -> dict:
     """The sampler study, written to ``studies/samplers.json``. The learned score is
     ``learned``, else the run's own trained diffusion on the Gaussian mixture, else (unless
@@ -84,7 +94,7 @@ def _run_samplers(
     t1 = time.perf_counter()
     if learned is None:
         learned, learned_source = find_learned_model(results)
-    settings = SMOKE_SETTINGS if smoke else SamplerStudySettings()
+    settings = SMOKE_SETTINGS if smoke else QUICK_SETTINGS if quick else SamplerStudySettings()
     if learned is None and settings.train_learned:
         learned, learned_source = _train_learned(results, progress=progress, fresh=fresh)
     key = jax.random.key(2024)
