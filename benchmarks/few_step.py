@@ -50,7 +50,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -75,6 +74,7 @@ from flowlab import (
     metrics,
     samplers,
 )
+from flowlab._checkpoint import atomic_write_text
 from flowlab._flow_map import AbstractFlowMap
 from flowlab.cnf import GaussianMixture
 from flowlab.couplings import ExactOT
@@ -239,12 +239,9 @@ def _is_flow_map(model) -> bool:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Atomic: a temporary file in the same folder, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Atomic (flowlab's own atomic write: a temporary file, then ``os.replace``), with the
+    mode ``open()`` would give."""
+    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 # --- part A: C2OT Figure 1 -----------------------------------------------------------------
