@@ -357,8 +357,9 @@ def c2ot_score(model, seed: int, n: int, nfes=(1, "adaptive")) -> dict:
 
 def c2ot_reproduction(cfg: dict, log) -> tuple[dict, list]:
     n, steps = cfg["a_n"], cfg["a_steps"]
-    runs = [("ot", s) for s in range(cfg["a_ot_seeds"])] + [
-        ("fm", s) for s in range(cfg["a_fm_seeds"])
+    first = cfg.get("a_seed_offset", 0)  # runs may be split over processes by seed
+    runs = [("ot", first + s) for s in range(cfg["a_ot_seeds"])] + [
+        ("fm", first + s) for s in range(cfg["a_fm_seeds"])
     ]
     out: dict = {
         "settings": {
@@ -1008,12 +1009,13 @@ def main(argv=None) -> int:
     parser.add_argument("--b-seed-offset", type=int, help="part B: start at this seed")
     parser.add_argument("--a-ot-seeds", type=int, help="override part A's OT-FM runs")
     parser.add_argument("--a-fm-seeds", type=int, help="override part A's FM runs")
+    parser.add_argument("--a-seed-offset", type=int, help="part A: start at this seed")
     parser.add_argument("--no-a-reflow", action="store_true", help="skip part A' (reflow)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full" if args.full else "default"
     cfg = dict(SETTINGS[mode])
     names = ("b_steps", "b_seeds", "b_datasets", "b_eval_n", "b_seed_offset", "a_ot_seeds",
-             "a_fm_seeds")  # fmt: skip
+             "a_fm_seeds", "a_seed_offset")  # fmt: skip
     for name in names:
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
