@@ -4,6 +4,8 @@ exact-trace PF-ODE bits/dim on the 180 validation images (never the test set).
 
     python benchmarks/digits_diffusion_screen.py [--steps 3000] [--only a,b]
     # writes benchmarks/digits_diffusion_screen_results.json (merged with earlier runs)
+    python benchmarks/digits_diffusion_screen.py --tails A/metrics.json B/metrics.json
+    # per test image: each run's diffusion against its GMM (paired), median and tail
 
 Every variant uses the script's defaults (width 256, depth 3, batch 256, lr 1e-3, 8
 dequantisation copies, seed 0) except the one named change. Times are on a shared, loaded
@@ -136,11 +138,30 @@ def run(name, o, data, hp, steps):
     return res
 
 
+def tails(paths, name="diffusion"):
+    """Test bits/dim of ``name`` in experiments/digits.py's metrics.json files: mean, the
+    paired difference with the run's GMM, median, 95th percentile and maximum over images."""
+    for path in paths:
+        ms = json.loads(Path(path).read_text())["models"]
+        x = np.asarray(ms[name]["test_bpd_per_image"])
+        pd = X.paired_difference(ms[name], ms["gmm"])
+        print(
+            f"{path}: {name}, {ms[name]['steps']} steps: test {x.mean():.4f} +- "
+            f"{ms[name]['test_bpd_se']:.4f} (SE, {x.size} images); minus GMM "
+            f"{pd['mean']:+.4f} +- {pd['se']:.4f} (SE), z = {pd['z']:.2f}; median "
+            f"{np.median(x):.4f}, 95th percentile {np.percentile(x, 95):.4f}, max {x.max():.4f}"
+        )
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--only", default=",".join(VARIANTS))
+    p.add_argument("--tails", nargs="+", default=None, help="metrics.json files to summarise")
+    p.add_argument("--model", default="diffusion", help="the model --tails summarises")
     args = p.parse_args()
+    if args.tails:
+        return tails(args.tails, args.model)
     hp = dict(X.DEFAULTS, seed=0, smoke=False)
     data = X.Data(hp)
     out = (
