@@ -72,6 +72,10 @@ VARIANTS = {
         "log sigma(t) input + EMA 0.999 + likelihood weighting",
         {"sigmatime": True, "ema": 0.999, "lw": True},
     ),
+    "sig_copies32": (
+        "log sigma(t) input, 32 dequantisation draws per training image instead of 8",
+        {"sigmatime": True, "copies": 32},
+    ),
     "sig_ema_eps1e-2": (
         "log sigma(t) input + EMA 0.999, eps = 1e-2",
         {"sigmatime": True, "ema": 0.999, "eps": 1e-2},
@@ -175,7 +179,9 @@ def main():
         }
     )
     for name in args.only.split(","):
-        r = run(name, VARIANTS[name][1], data, hp, args.steps)
+        o = VARIANTS[name][1]
+        d = X.Data(dict(hp, copies=o["copies"])) if "copies" in o else data
+        r = run(name, o, d, hp, args.steps)
         out["runs"][f"{name}@{args.steps}"] = r
         OUT.write_text(json.dumps(out, indent=1))
 
