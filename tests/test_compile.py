@@ -72,12 +72,14 @@ CACHED = textwrap.dedent(
 )
 
 
-def test_a_second_process_loads_the_cached_program(tmp_path):
+def _two_processes(code: str, folder) -> list[dict]:
+    """Run ``code`` in two processes one after the other, both with the cache in ``folder``
+    (the environment's own cache setting removed); the JSON each prints last."""
     env = {k: v for k, v in os.environ.items() if k != "FLOWLAB_COMPILE_CACHE"}
     runs = []
     for _ in range(2):
         out = subprocess.run(
-            [sys.executable, "-c", CACHED, str(tmp_path / "cache")],
+            [sys.executable, "-c", code, str(folder)],
             env=env,
             capture_output=True,
             text=True,
@@ -85,6 +87,11 @@ def test_a_second_process_loads_the_cached_program(tmp_path):
         )
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def test_a_second_process_loads_the_cached_program(tmp_path):
+    runs = _two_processes(CACHED, tmp_path / "cache")
     assert runs[0]["hits"] == 0 and runs[1]["hits"] >= 1  # the jit and its small helpers
     assert runs[0]["folder"] == str(tmp_path / "cache") and any((tmp_path / "cache").iterdir())
 
@@ -137,16 +144,5 @@ def test_every_sampling_and_likelihood_program_is_cached(tmp_path):
     """A second process loads all of the first's sampling and likelihood programs from the
     cache: none holds a host callback (JAX never caches those; failures raise on the host).
     Not ``trajectories``: Diffrax checks a traced ``SaveAt(ts=...)`` with a callback of its own."""
-    env = {k: v for k, v in os.environ.items() if k != "FLOWLAB_COMPILE_CACHE"}
-    misses = []
-    for _ in range(2):
-        out = subprocess.run(
-            [sys.executable, "-c", EVERY_PROGRAM, str(tmp_path / "cache")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        misses.append(json.loads(out.stdout.strip().splitlines()[-1])["misses"])
+    misses = [run["misses"] for run in _two_processes(EVERY_PROGRAM, tmp_path / "cache")]
     assert misses[0] >= 6 and misses[1] == 0, misses
