@@ -48,6 +48,7 @@ Every time printed is wall-clock on a CPU shared with other jobs.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -217,7 +218,7 @@ def train(cfg: dict, name: str, method: str, seeds, log):
             x1 = x1_set[i1]
             x0 = jax.random.normal(kn, x1.shape) if noise_source else x0_set[i0]
             if is_ot:
-                x0 = x0[ExactOT(warm_start=False).permutation(x0, x1)]
+                x0 = x0[ExactOT().permutation(x0, x1)]
             t = jax.random.uniform(kt, (batch, 1))
             xt = t * x1 + (1 - t) * x0 + sigma * jax.random.normal(ke, x1.shape)
 
@@ -363,6 +364,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--eval-n", type=int)
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the rows already in --out and replace only the (dataset, method) rows run now",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     cfg = dict(SMOKE if args.smoke else DEFAULT)
     for key in ("datasets", "methods", "seeds", "epochs", "eval_n"):
@@ -375,9 +380,24 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, flush=True)
 
+    old = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
+
+    def merged(part: dict) -> dict:
+        """``part``'s rows over those of ``old`` (the JSON being merged into), if any."""
+        if old is None:
+            return part
+        rows = {name: {**e, "methods": dict(e["methods"])} for name, e in old["datasets"].items()}
+        for name, entry in part.get("datasets", {}).items():
+            rows.setdefault(name, {**entry, "methods": {}})
+            rows[name]["w2_floor"] = entry["w2_floor"]
+            rows[name]["methods"].update(entry["methods"])
+        runs = [*old.get("runs_merged", [old["settings"]]), part["settings"]]
+        return {**old, **part, "datasets": rows, "runs_merged": runs}
+
     result = {"jax": jax.__version__, "cpu_note": "timings on a CPU shared with other jobs"}
-    result.update(run(cfg, log, lambda part: write_json(args.out, {**result, **part})))
+    result.update(run(cfg, log, lambda part: write_json(args.out, merged({**result, **part}))))
     result["wall_seconds"] = time.perf_counter() - start
+    result = merged(result)
     write_json(args.out, result)
     print(table(result))
     return 0

@@ -202,6 +202,12 @@ def test_exact_ot_under_vmap():
     perms = jax.jit(jax.vmap(ExactOT().permutation))(x0s, x1s)
     for k in range(3):
         np.testing.assert_array_equal(perms[k], perm_jit(ExactOT(), x0s[k], x1s[k]))
+    # one side shared across runs (broadcast to every problem), and two nested run axes
+    shared = jax.jit(jax.vmap(ExactOT().permutation, in_axes=(None, 0)))(x0s[0], x1s)
+    for k in range(3):
+        np.testing.assert_array_equal(shared[k], perm_jit(ExactOT(), x0s[0], x1s[k]))
+    nested = jax.jit(jax.vmap(jax.vmap(ExactOT().permutation)))(x0s[None], x1s[None])
+    np.testing.assert_array_equal(nested[0], perms)
 
 
 def test_ot_pairs_are_shorter_than_independent():
