@@ -324,7 +324,13 @@ def _assignments_host(x0, x1, f, g) -> np.ndarray:
         return _assignment_host(x0, x1, f, g)
     n, d = x1.shape[-2:]
     problems = list(
-        zip(x0.reshape(-1, n, d), x1.reshape(-1, n, d), f.reshape(-1, n), g.reshape(-1, n))
+        zip(
+            x0.reshape(-1, n, d),
+            x1.reshape(-1, n, d),
+            f.reshape(-1, n),
+            g.reshape(-1, n),
+            strict=True,
+        )  # fmt: skip
     )
     workers = min(len(problems), os.cpu_count() or 1)
     if workers == 1:
