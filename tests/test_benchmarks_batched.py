@@ -3,8 +3,11 @@ it merges (another family's earlier rows kept)."""
 
 import json
 import math
+from pathlib import Path
 
 import batched
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_batched_benchmark_smoke(tmp_path, capsys):
@@ -23,3 +26,22 @@ def test_batched_benchmark_smoke(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert {r["family"] for r in saved["rows"]} == {"gan", "cnf_fm"}
     assert "| cnf_fm | 2 |" in capsys.readouterr().out
+
+
+def test_grid_batches_on_cpu_only_where_the_saved_measurement_says_it_pays():
+    """``grid.batch_family``: on an accelerator every family that can batch does; on a CPU
+    exactly those whose batched per-run step was measured at least as fast as one run after
+    another at R = 3 and R = 12 (``batched_results.json``), so the flag follows the figures."""
+    from lab import grid
+    from lab.registry import FAMILIES
+
+    rows = json.loads((ROOT / "benchmarks" / "batched_results.json").read_text())["rows"]
+    speedup = {(r["family"], r["runs"]): r["speedup"] for r in rows}
+    for fam, spec in FAMILIES.items():
+        assert grid.batch_family(fam, "gpu") == spec.batched
+        if (fam, 3) not in speedup:
+            continue
+        pays = speedup[fam, 3] >= 1.0 and speedup[fam, 12] >= 1.0
+        assert grid.batch_family(fam, "cpu") == (spec.batched and pays), (fam, speedup[fam, 3])
+    assert grid.batch_family("cnf_fm", "cpu") and not grid.batch_family("ddpm", "cpu")
+    assert not grid.batch_family("cnf_mle", "gpu")

@@ -80,6 +80,16 @@ def _cell_runs(names, seeds: int, budgets: Mapping[str, dict], out: Path, script
     return runs
 
 
+def batch_family(fam: str, backend: str | None = None) -> bool:
+    """Whether the grid trains ``fam``'s runs as one program on ``backend`` (default: JAX's):
+    on an accelerator wherever the family can batch, on a CPU only where
+    ``benchmarks/batched.py`` measured the batch at least as fast per run
+    (``Family.batched_on_cpu``)."""
+    spec = FAMILIES[fam]
+    on_cpu = (backend or jax.default_backend()) == "cpu"
+    return spec.batched and (spec.batched_on_cpu or not on_cpu)
+
+
 def _batches(runs: list[dict]) -> list[list[dict]]:
     """``runs`` of one family grouped into batches that can share one program: the same
     architecture and static fields (e.g. an EBM's data box, which differs by data set),
@@ -111,7 +121,8 @@ def train_grid(
 ) -> dict:  # fmt: skip
     """Train (or reuse from ``out/models/<dataset>/seed<k>/<family>``) every family on every
     (dataset, seed) cell. A family's runs train as one program (:func:`flowlab.fit_many`:
-    run r gives the numbers it would alone) in as few batches as their architectures allow;
+    run r gives the numbers it would alone) in as few batches as their architectures allow,
+    where :func:`batch_family` says batching pays (else one after another, as the scripts do);
     an interrupted batch resumes from ``out/models/batches/``. Returns ``{(dataset, seed):
     (models, histories, seconds)}``, each by family; a run's seconds are its share of its
     batch's training time."""
@@ -126,7 +137,7 @@ def train_grid(
                 pending.append(r)
             else:
                 _note(cells, r, *done, time.perf_counter() - t0)
-        batches = _batches(pending) if FAMILIES[fam].batched else [[r] for r in pending]
+        batches = _batches(pending) if batch_family(fam) else [[r] for r in pending]
         for batch in batches:
             if len(batch) == 1:
                 r = batch[0]
