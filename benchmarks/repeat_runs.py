@@ -133,11 +133,28 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="cold/warm rounds of the main job")
     p.add_argument("--compare-quick", action="store_true", help="also compare.py --quick")
+    p.add_argument(
+        "--only-compare-quick", action="store_true",
+        help="only compare.py --quick; the main job's rounds already in --out are kept",
+    )  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="the main job's --smoke, one round")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"expected --rounds >= 1, got {args.rounds}")
+    if args.only_compare_quick:
+        if not args.out.exists():
+            p.error(f"--only-compare-quick keeps the main job's rounds of {args.out}: not found")
+        result = json.loads(args.out.read_text())
+        with tempfile.TemporaryDirectory(prefix="repeat-runs-") as work:
+            result["compare_quick"] = compare_quick_round(Path(work))
+        result["compare_quick_machine"] = machine()
+        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+        c = result["compare_quick"]
+        cold, warm = c["cold"]["wall_s"], c["warm"]["wall_s"]
+        print(f"compare --quick: cold {cold:.0f} s, warm {warm:.0f} s")
+        print(f"wrote {args.out}")
+        return result
     rounds = 1 if args.smoke else args.rounds
     result = {"machine": machine(), "smoke": args.smoke, "main_job": [], "compare_quick": None}
     for i in range(rounds):
