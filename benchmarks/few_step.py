@@ -419,6 +419,30 @@ def c2ot_reproduction(cfg: dict, log) -> tuple[dict, list]:
     return out, teachers
 
 
+def merge_c2ot(base: dict, others: list[dict]) -> dict:
+    """Part A of ``base`` with the runs of ``others`` added (a run of the same method and
+    seed replaced), its summary recomputed and each merged invocation's training time and
+    settings kept under ``merged``."""
+    rows = {m: {r["seed"]: r for r in rs} for m, rs in base["runs"].items()}
+    merged = list(base.get("merged", []))
+    for other in others:
+        for key in ("iterations", "batch_size", "w2_samples", "lr"):
+            if other["settings"][key] != base["settings"][key]:
+                raise ValueError(
+                    f"cannot merge part A runs with {key}={other['settings'][key]!r} into runs "
+                    f"with {key}={base['settings'][key]!r}: not the same protocol"
+                )
+        for method, rs in other["runs"].items():
+            rows.setdefault(method, {}).update({r["seed"]: r for r in rs})
+        merged.append({"runs": other["settings"]["runs"],
+                       "train_seconds_all_runs": other["train_seconds_all_runs"]})  # fmt: skip
+    runs = {m: [rs[k] for k in sorted(rs)] for m, rs in rows.items()}
+    settings = dict(base["settings"])
+    settings["runs"] = [f"{m} seed {r['seed']}" for m in ("ot", "fm") for r in runs.get(m, [])]
+    return {**base, "runs": runs, "summary": _c2ot_summary(runs), "merged": merged,
+            "settings": settings}  # fmt: skip
+
+
 def _c2ot_summary(rows: dict) -> dict:
     summary = {}
     for method, rs in rows.items():
@@ -1022,6 +1046,11 @@ def main(argv=None) -> int:
     parser.add_argument("--a-fm-seeds", type=int, help="override part A's FM runs")
     parser.add_argument("--a-seed-offset", type=int, help="part A: start at this seed")
     parser.add_argument("--no-a-reflow", action="store_true", help="skip part A' (reflow)")
+    parser.add_argument(
+        "--merge-a", nargs="+", type=Path, metavar="JSON",
+        help="merge part A's runs of these JSONs (other invocations, e.g. --a-seed-offset) "
+        "into --out, recompute its summary and targets, and train nothing",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full" if args.full else "default"
     cfg = dict(SETTINGS[mode])
@@ -1030,6 +1059,14 @@ def main(argv=None) -> int:
     for name in names:
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
+    if args.merge_a:
+        result = json.loads(args.out.read_text())
+        result["c2ot"] = merge_c2ot(result["c2ot"], [json.loads(p.read_text())["c2ot"]
+                                                     for p in args.merge_a])  # fmt: skip
+        result["targets"] = targets(result)
+        write_json(args.out, result)
+        print(tables(result))
+        return 0
     if args.plot_only:
         result = json.loads(args.out.read_text())
         result["targets"] = targets(result)

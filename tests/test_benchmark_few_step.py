@@ -152,3 +152,27 @@ def test_tmlr_smoke_writes_json_and_table(tmp_path, capsys):
         assert m["published_w2"] == published and m["w2"]["n"] == 2
         assert all(np.isfinite(r["w2"]) and r["nfe"] == 4 for r in m["runs"])
     assert "| moons_to_8gaussians" in capsys.readouterr().out
+
+
+def test_merge_c2ot_adds_runs_recomputes_the_summary_and_refuses_another_protocol():
+    fs = _module()
+    settings = dict(iterations=100, batch_size=256, w2_samples=50, lr=3e-4, runs=[])
+
+    def run(seed, one, adaptive):
+        return {"seed": seed, "train_seconds": 1.0, "euler1": {"w2sq": one, "nfe": 1},
+                "adaptive": {"w2sq": adaptive, "nfe": 40}}  # fmt: skip
+
+    base = {"settings": {**settings, "runs": ["ot seed 0"]}, "train_seconds_all_runs": 1.0,
+            "runs": {"ot": [run(0, 0.06, 0.04)], "fm": []}}  # fmt: skip
+    other = {"settings": {**settings, "runs": ["ot seed 1", "ot seed 2"]},
+             "train_seconds_all_runs": 2.0,
+             "runs": {"ot": [run(2, 0.10, 0.08), run(1, 0.08, 0.03)], "fm": []}}  # fmt: skip
+    merged = fs.merge_c2ot(base, [other])
+    assert [r["seed"] for r in merged["runs"]["ot"]] == [0, 1, 2]
+    assert merged["settings"]["runs"] == ["ot seed 0", "ot seed 1", "ot seed 2"]
+    one = merged["summary"]["ot"]["euler1"]
+    assert one["runs"] == 3 and math.isclose(one["w2sq_mean"], 0.08)
+    assert math.isclose(one["w2sq_sd_population"], float(np.std([0.06, 0.08, 0.10])))
+    assert merged["merged"][0]["runs"] == ["ot seed 1", "ot seed 2"]
+    with pytest.raises(ValueError, match="iterations"):
+        fs.merge_c2ot(base, [{**other, "settings": {**other["settings"], "iterations": 8}}])
