@@ -49,6 +49,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -466,12 +467,15 @@ def _c2ot_summary(rows: dict) -> dict:
     return summary
 
 
-def one_nfe_target(cfg: dict, teachers: list, log) -> dict:
+def one_nfe_target(cfg: dict, teachers: list, log, seeds=None, earlier=None) -> dict:
     """Target 5: reflow (one round, Liu et al. 2023) of each C2OT OT-FM model, the student
     starting from the teacher's weights and sharing its prior, trained with
     :class:`flowlab.rectified.Reflow` (Adam 3e-4, batch 256, as C2OT) on the teacher's
-    adaptive-ODE pairs; scored at 1 and 2 Euler steps on C2OT's protocol (W2^2, n points)."""
+    adaptive-ODE pairs; scored at 1 and 2 Euler steps on C2OT's protocol (W2^2, n points).
+    ``seeds``: each teacher's run seed (default 0, 1, ...; it seeds the pairs and the
+    training); ``earlier``: a previous result whose runs of other seeds are kept."""
     n, steps, n_pairs = cfg["a_n"], cfg["t5_steps"], cfg["t5_pairs"]
+    seeds = list(range(len(teachers))) if seeds is None else list(seeds)
     out: dict = {
         "settings": {
             "method": "1 reflow round of each C2OT OT-FM model (student = teacher's weights "
@@ -483,9 +487,14 @@ def one_nfe_target(cfg: dict, teachers: list, log) -> dict:
             "w2_samples": n,
             "metric": "W2^2 as C2OT (exact assignment, sample metric)",
         },
-        "runs": [],
+        "runs": [r for r in (earlier or {}).get("runs", []) if r["seed"] not in seeds],
     }
-    for seed, teacher in enumerate(teachers):
+    if out["runs"] and earlier["settings"] != out["settings"]:
+        raise ValueError(
+            f"cannot add reflow runs with settings {out['settings']} to runs with settings "
+            f"{earlier['settings']}: not the same protocol"
+        )
+    for seed, teacher in zip(seeds, teachers, strict=True):
         start = time.perf_counter()
         pairs = reflow_pairs(teacher, jax.random.key(5000 + seed), n_pairs)
         train, holdout = pairs.split(max(1, n_pairs // 10))
@@ -509,6 +518,7 @@ def one_nfe_target(cfg: dict, teachers: list, log) -> dict:
             f"  T5 reflow of OT seed {seed}: W2^2 1 NFE {row['euler1']['w2sq']:.4f}, 2 NFE "
             f"{row['2']['w2sq']:.4f}; reflow {seconds:.0f} s (pairs + training, shared CPU)"
         )
+    out["runs"].sort(key=lambda r: r["seed"])
     w = np.asarray([r["euler1"]["w2sq"] for r in out["runs"]])
     out["w2sq_1nfe_mean"] = float(w.mean())
     out["w2sq_1nfe_sd_population"] = float(w.std())
@@ -1095,11 +1105,19 @@ def main(argv=None) -> int:
         )
     start = time.perf_counter()
     if args.reflow_from:
+        if args.out.exists():  # the reflow rows join those already there; the rest is kept
+            result = json.loads(args.out.read_text())
         prior = GaussianMixture.from_dataset("torchcfm_8gaussians")
         like = CNF(SimpleNet(key=jax.random.key(0)), prior=prior, rtol=1e-4, atol=1e-4)
         teachers = [eqx.tree_deserialise_leaves(p, like) for p in args.reflow_from]
+        # FEW_STEP_SAVE names a run's network c2ot_ot<seed>.eqx; its seed seeds the reflow
+        found = [re.search(r"ot(\d+)\.eqx$", p.name) for p in args.reflow_from]
+        seeds = [int(m.group(1)) for m in found] if all(found) else None
         log("A'. The 1-NFE target: reflow of the saved OT-FM models")
-        result["one_nfe_target"] = one_nfe_target(cfg, teachers, log)
+        result["one_nfe_target"] = one_nfe_target(
+            cfg, teachers, log, seeds=seeds, earlier=result.get("one_nfe_target")
+        )
+        result["targets"] = targets(result)
         write_json(args.out, result)
         print(tables(result))
         return 0

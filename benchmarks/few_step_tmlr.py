@@ -88,8 +88,12 @@ NOT_RUN = {
     "its default dim=3 gives 3-D points, centres on the unit circle (the radius is "
     "overwritten inside its loop) with std 1; whether the published runs had that "
     "version is not established, so no flowlab number is set against 0.303",
-    "rf": "[SF]2M does not state its rectified-flow protocol (reflow rounds, pair count, "
-    "steps); not run within this budget",
+    "rf": "[SF]2M does not state its rectified-flow protocol, and the runner does not fix "
+    "it either: its RectifiedFlowLitModule (runner/src/models/cfm_module.py, at github "
+    "atong01/conditional-flow-matching cacd4dc) reflows online, replacing each batch's x1 by "
+    "a frozen copy's 100-step Euler image of x0 from the epochs listed in rectify_epochs, "
+    "but no config under runner/configs sets rectify_epochs or selects that module, so "
+    "when the copy is frozen (and how often) is not recoverable; not run",
 }
 DEFAULT = dict(
     datasets=("moons", "scurve", "moons_to_8gaussians"),
