@@ -489,7 +489,8 @@ def one_nfe_target(cfg: dict, teachers: list, log, seeds=None, earlier=None) -> 
         },
         "runs": [r for r in (earlier or {}).get("runs", []) if r["seed"] not in seeds],
     }
-    if out["runs"] and earlier["settings"] != out["settings"]:
+    protocol = ("pairs", "steps", "batch_size", "optimizer", "w2_samples")
+    if out["runs"] and any(earlier["settings"][k] != out["settings"][k] for k in protocol):
         raise ValueError(
             f"cannot add reflow runs with settings {out['settings']} to runs with settings "
             f"{earlier['settings']}: not the same protocol"
