@@ -176,3 +176,21 @@ def test_merge_c2ot_adds_runs_recomputes_the_summary_and_refuses_another_protoco
     assert merged["merged"][0]["runs"] == ["ot seed 1", "ot seed 2"]
     with pytest.raises(ValueError, match="iterations"):
         fs.merge_c2ot(base, [{**other, "settings": {**other["settings"], "iterations": 8}}])
+
+
+def test_tmlr_table_names_a_published_mean_below_the_two_sample_floor():
+    tm = _tmlr_module()
+
+    def row(pub, mean):
+        return {"published_w2": pub, "w2": {"mean": mean, "sd": 0.01},
+                "within_2sd": abs(mean - pub[0]) <= 2 * pub[1],
+                "train_seconds_all_seeds": 1.0}  # fmt: skip
+
+    result = {"settings": {"eval_n": 100, "euler_steps": 100, "seeds": 5}, "datasets": {
+        "a": {"w2_floor": 0.5, "methods": {"ot": row((0.4, 0.01), 0.6)}},
+        "b": {"w2_floor": 0.1, "methods": {"icfm": row((0.2, 0.01), 0.21)}},
+    }}  # fmt: skip
+    text = tm.table(result)
+    assert "| a (0.500) | OT-CFM | 0.400 ± 0.010 | 0.600 ± 0.010 | no |" in text
+    assert "below the floor" in text and "a OT-CFM (published 0.400, floor 0.500)" in text
+    assert "b I-CFM" not in text
