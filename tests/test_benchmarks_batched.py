@@ -29,9 +29,10 @@ def test_batched_benchmark_smoke(tmp_path, capsys):
 
 
 def test_grid_batches_on_cpu_only_where_the_saved_measurement_says_it_pays():
-    """``grid.batch_family``: on an accelerator every family that can batch does; on a CPU
-    exactly those whose batched per-run step was measured at least as fast as one run after
-    another at R = 3 and R = 12 (``batched_results.json``), so the flag follows the figures."""
+    """``grid.batch_family``: on an accelerator every family that can batch does; on a CPU at
+    the default network and batch exactly those whose batched per-run step was measured at
+    least as fast as one run after another at R = 3 and R = 12 (``batched_results.json``), so
+    the flag follows the figures."""
     from lab import grid
     from lab.registry import FAMILIES
 
@@ -45,3 +46,7 @@ def test_grid_batches_on_cpu_only_where_the_saved_measurement_says_it_pays():
         assert grid.batch_family(fam, "cpu") == (spec.batched and pays), (fam, speedup[fam, 3])
     assert grid.batch_family("cnf_fm", "cpu") and not grid.batch_family("ddpm", "cpu")
     assert not grid.batch_family("cnf_mle", "gpu")
+    # the measurement holds at the defaults' network and batch; --quick's smaller ones batch
+    small = {**FAMILIES["ddpm"].defaults, "width": 64, "depth": 3, "batch_size": 512}
+    assert grid.batch_family("ddpm", "cpu", small)
+    assert not grid.batch_family("cnf_mle", "cpu", {**FAMILIES["cnf_mle"].defaults, "width": 32})
