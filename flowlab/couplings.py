@@ -332,12 +332,12 @@ def _assignments_host(x0, x1, f, g) -> np.ndarray:
             strict=True,
         )  # fmt: skip
     )
-    workers = min(len(problems), os.cpu_count() or 1)
-    if workers == 1:
+    cpus = os.cpu_count() or 1
+    if len(problems) == 1 or cpus == 1:
         cols = [_assignment_host(*p) for p in problems]
     else:
         if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, "flowlab-ot")
+            _POOL = concurrent.futures.ThreadPoolExecutor(cpus, "flowlab-ot")
         cols = list(_POOL.map(lambda p: _assignment_host(*p), problems))
     return np.stack(cols).reshape(*lead, n)
 
