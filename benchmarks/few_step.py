@@ -420,6 +420,17 @@ def c2ot_reproduction(cfg: dict, log) -> tuple[dict, list]:
     return out, teachers
 
 
+def same_protocol(new: dict, old: dict, keys, what: str) -> None:
+    """Refuse to merge ``what`` (settings ``new``) into runs with settings ``old`` unless
+    they agree on every one of ``keys``: a ``ValueError`` naming the first that differs."""
+    for key in keys:
+        if new[key] != old[key]:
+            raise ValueError(
+                f"cannot merge {what} with {key}={new[key]!r} into runs with "
+                f"{key}={old[key]!r}: not the same protocol"
+            )
+
+
 def merge_c2ot(base: dict, others: list[dict]) -> dict:
     """Part A of ``base`` with the runs of ``others`` added (a run of the same method and
     seed replaced), its summary recomputed and each merged invocation's training time and
@@ -427,12 +438,8 @@ def merge_c2ot(base: dict, others: list[dict]) -> dict:
     rows = {m: {r["seed"]: r for r in rs} for m, rs in base["runs"].items()}
     merged = list(base.get("merged", []))
     for other in others:
-        for key in ("iterations", "batch_size", "w2_samples", "lr"):
-            if other["settings"][key] != base["settings"][key]:
-                raise ValueError(
-                    f"cannot merge part A runs with {key}={other['settings'][key]!r} into runs "
-                    f"with {key}={base['settings'][key]!r}: not the same protocol"
-                )
+        same_protocol(other["settings"], base["settings"], ("iterations", "batch_size",
+                      "w2_samples", "lr"), "part A runs")  # fmt: skip
         for method, rs in other["runs"].items():
             rows.setdefault(method, {}).update({r["seed"]: r for r in rs})
         merged.append({"runs": other["settings"]["runs"],
@@ -489,12 +496,9 @@ def one_nfe_target(cfg: dict, teachers: list, log, seeds=None, earlier=None) -> 
         },
         "runs": [r for r in (earlier or {}).get("runs", []) if r["seed"] not in seeds],
     }
-    protocol = ("pairs", "steps", "batch_size", "optimizer", "w2_samples")
-    if out["runs"] and any(earlier["settings"][k] != out["settings"][k] for k in protocol):
-        raise ValueError(
-            f"cannot add reflow runs with settings {out['settings']} to runs with settings "
-            f"{earlier['settings']}: not the same protocol"
-        )
+    if out["runs"]:
+        same_protocol(out["settings"], earlier["settings"], ("pairs", "steps", "batch_size",
+                      "optimizer", "w2_samples"), "reflow runs")  # fmt: skip
     for seed, teacher in zip(seeds, teachers, strict=True):
         start = time.perf_counter()
         pairs = reflow_pairs(teacher, jax.random.key(5000 + seed), n_pairs)
