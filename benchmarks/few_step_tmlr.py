@@ -61,7 +61,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from few_step import _split_keys, mean_sd, w2_squared, write_json  # noqa: E402
+from few_step import _split_keys, mean_sd, same_protocol, w2_squared, write_json  # noqa: E402
 
 from flowlab import datasets  # noqa: E402
 from flowlab.couplings import ExactOT  # noqa: E402
@@ -112,6 +112,9 @@ DEFAULT = dict(
 SMOKE = {**DEFAULT, **dict(datasets=("moons_to_8gaussians",), seeds=2, epochs=2,
                           n_train=1024, eval_n=200, euler_steps=4)}  # fmt: skip
 METHOD_NAMES = {"icfm": "I-CFM", "ot": "OT-CFM", "rf": "RF"}
+# what rows merged into one JSON (--merge) must share
+PROTOCOL = ("seeds", "epochs", "n_train", "eval_n", "batch", "euler_steps", "sigma", "lr",
+            "weight_decay", "width", "mode")  # fmt: skip
 
 
 # --- the runner's generators (JAX, key-based) ------------------------------------------------
@@ -401,6 +404,8 @@ def main(argv=None) -> int:
         print(msg, flush=True)
 
     old = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
+    if old is not None:  # before any training: rows of another protocol are never mixed
+        same_protocol(cfg, old["settings"], PROTOCOL, f"rows of {args.out.name}")
 
     def merged(part: dict) -> dict:
         """``part``'s rows over those of ``old`` (the JSON being merged into), if any."""

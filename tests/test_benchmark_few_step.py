@@ -194,3 +194,13 @@ def test_tmlr_table_names_a_published_mean_below_the_two_sample_floor():
     assert "| a (0.500) | OT-CFM | 0.400 ± 0.010 | 0.600 ± 0.010 | no |" in text
     assert "below the floor" in text and "a OT-CFM (published 0.400, floor 0.500)" in text
     assert "b I-CFM" not in text
+
+
+def test_tmlr_merge_refuses_rows_of_another_protocol_before_training(tmp_path):
+    tm = _tmlr_module()
+    out = tmp_path / "tmlr.json"
+    saved = json.loads((ROOT / "benchmarks" / "few_step_tmlr_results.json").read_text())
+    out.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="seeds=2 into runs with seeds=5"):
+        tm.main(["--smoke", "--merge", "--out", str(out)])
+    assert json.loads(out.read_text()) == saved  # untouched
