@@ -142,42 +142,37 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"expected --rounds >= 1, got {args.rounds}")
+    if args.only_compare_quick and not args.out.exists():
+        p.error(f"--only-compare-quick keeps the main job's rounds of {args.out}: not found")
     if args.only_compare_quick:
-        if not args.out.exists():
-            p.error(f"--only-compare-quick keeps the main job's rounds of {args.out}: not found")
         result = json.loads(args.out.read_text())
+    else:
+        rounds = 1 if args.smoke else args.rounds
+        result = {"machine": machine(), "smoke": args.smoke, "main_job": [],
+                  "compare_quick": None}  # fmt: skip
+        for i in range(rounds):
+            print(f"round {i + 1} of {rounds}", flush=True)
+            with tempfile.TemporaryDirectory(prefix="repeat-runs-") as work:
+                result["main_job"].append(main_job_round(Path(work), args.smoke))
+        m = result["main_job_median_s"] = medians(result["main_job"])
+        result["main_job_faster_than_cold"] = {r: 1 - m[r] / m["cold"] for r in ("warm", "rerun")}
+        f = result["main_job_faster_than_cold"]
+        print(
+            f"main job, median of {rounds}: cold {m['cold']:.1f} s, warm --fresh "
+            f"{m['warm']:.1f} s ({f['warm']:.0%} faster), rerun {m['rerun']:.1f} s "
+            f"({f['rerun']:.0%} faster)"
+        )
+    if args.only_compare_quick or (args.compare_quick and not args.smoke):
         with tempfile.TemporaryDirectory(prefix="repeat-runs-") as work:
             result["compare_quick"] = compare_quick_round(Path(work))
-        result["compare_quick_machine"] = machine()
-        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-        c = result["compare_quick"]
-        cold, warm = c["cold"]["wall_s"], c["warm"]["wall_s"]
-        print(f"compare --quick: cold {cold:.0f} s, warm {warm:.0f} s")
-        print(f"wrote {args.out}")
-        return result
-    rounds = 1 if args.smoke else args.rounds
-    result = {"machine": machine(), "smoke": args.smoke, "main_job": [], "compare_quick": None}
-    for i in range(rounds):
-        print(f"round {i + 1} of {rounds}", flush=True)
-        with tempfile.TemporaryDirectory(prefix="repeat-runs-") as work:
-            result["main_job"].append(main_job_round(Path(work), args.smoke))
-    m = result["main_job_median_s"] = medians(result["main_job"])
-    result["main_job_faster_than_cold"] = {r: 1 - m[r] / m["cold"] for r in ("warm", "rerun")}
-    if args.compare_quick and not args.smoke:
-        with tempfile.TemporaryDirectory(prefix="repeat-runs-") as work:
-            result["compare_quick"] = compare_quick_round(Path(work))
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    f = result["main_job_faster_than_cold"]
-    print(
-        f"main job, median of {rounds}: cold {m['cold']:.1f} s, warm --fresh {m['warm']:.1f} s "
-        f"({f['warm']:.0%} faster), rerun {m['rerun']:.1f} s ({f['rerun']:.0%} faster)"
-    )
-    if result["compare_quick"]:
+        if args.only_compare_quick:
+            result["compare_quick_machine"] = machine()
         c = result["compare_quick"]
         print(
             f"compare --quick (one run each): cold {c['cold']['wall_s']:.0f} s, "
             f"warm {c['warm']['wall_s']:.0f} s"
         )
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     return result
 
