@@ -204,3 +204,24 @@ def test_tmlr_merge_refuses_rows_of_another_protocol_before_training(tmp_path):
     with pytest.raises(ValueError, match="seeds=2 into runs with seeds=5"):
         tm.main(["--smoke", "--merge", "--out", str(out)])
     assert json.loads(out.read_text()) == saved  # untouched
+
+
+@pytest.mark.slow  # about a minute: three trainings compiled (4 steps each) and scored
+def test_smoke_target_only_keeps_other_parts(tmp_path, capsys):
+    """``--target-only`` trains flowlab's three 1-NFE candidates (OT-FM, its reflow, an OT
+    mean flow), scores each at 1 NFE on C2OT's metric, and keeps the parts already in the
+    JSON instead of overwriting them."""
+    fs = _module()
+    out = tmp_path / "few_step.json"
+    kept = {"datasets": {}, "kept": True}
+    out.write_text(json.dumps({"nfe_study": kept}))
+    assert fs.main(["--smoke", "--target-only", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["nfe_study"] == kept
+    fl = result["one_nfe_flowlab"]
+    assert set(fl["methods"]) == {"ot_fm", "reflow1_ot_fm", "meanflow_ot"}
+    for m in fl["methods"].values():
+        assert m["runs"][0]["euler1"]["nfe"] == 1 and m["w2sq_1nfe_mean"] > 0
+    assert fl["methods"]["ot_fm"]["w2sq_adaptive_mean"] > 0
+    assert fl["best"] in fl["methods"] and fl["seeds_run"] == 1
+    assert result["targets"]["flowlab_best_1nfe_w2sq_le_0.072"]["model"] == fl["best"]
