@@ -799,6 +799,24 @@ def nfe_study(cfg: dict, log, partial=None) -> dict:
 _CACHE: dict = {}
 
 
+def merge_study(base: dict, others: list[dict]) -> dict:
+    """Part B of ``base`` with the datasets of ``others`` (other invocations of the same
+    study, e.g. with ``--b-datasets`` split over processes) added, a dataset in both
+    replaced by the other's; refused unless every protocol setting agrees."""
+    keys = ("seeds", "steps", "batch_size", "network", "n_train", "n_holdout", "nfes",
+            "reflow_pairs")  # fmt: skip
+    datasets_ = dict(base["datasets"])
+    not_run = dict(base.get("not_run", {}))
+    for other in others:
+        same_protocol(other["settings"], base["settings"], keys, "study datasets")
+        datasets_.update(other["datasets"])
+        not_run.update(other.get("not_run", {}))
+    order = [n for n in STUDY_DATASETS if n in datasets_] + [
+        n for n in datasets_ if n not in STUDY_DATASETS
+    ]
+    return {**base, "datasets": {n: datasets_[n] for n in order}, "not_run": not_run}
+
+
 def _summarise(seeds: list, nfes) -> dict:
     summary: dict = {}
     for nfe in [str(k) for k in nfes] + ["adaptive"]:
@@ -1106,6 +1124,11 @@ def main(argv=None) -> int:
     parser.add_argument("--a-seed-offset", type=int, help="part A: start at this seed")
     parser.add_argument("--no-a-reflow", action="store_true", help="skip part A' (reflow)")
     parser.add_argument(
+        "--merge-b", nargs="+", type=Path, metavar="JSON",
+        help="merge part B's datasets of these JSONs (other invocations, e.g. --b-datasets) "
+        "into --out, recompute its targets, redraw the figure, and train nothing",
+    )  # fmt: skip
+    parser.add_argument(
         "--merge-a", nargs="+", type=Path, metavar="JSON",
         help="merge part A's runs of these JSONs (other invocations, e.g. --a-seed-offset) "
         "into --out, recompute its summary and targets, and train nothing",
@@ -1124,6 +1147,15 @@ def main(argv=None) -> int:
                                                      for p in args.merge_a])  # fmt: skip
         result["targets"] = targets(result)
         write_json(args.out, result)
+        print(tables(result))
+        return 0
+    if args.merge_b:
+        result = json.loads(args.out.read_text())
+        result["nfe_study"] = merge_study(result["nfe_study"], [json.loads(p.read_text())
+                                          ["nfe_study"] for p in args.merge_b])  # fmt: skip
+        result["targets"] = targets(result)
+        write_json(args.out, result)
+        plot(result, args.out.with_name("few_step.png"))
         print(tables(result))
         return 0
     if args.plot_only:

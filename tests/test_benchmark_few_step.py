@@ -178,6 +178,23 @@ def test_merge_c2ot_adds_runs_recomputes_the_summary_and_refuses_another_protoco
         fs.merge_c2ot(base, [{**other, "settings": {**other["settings"], "iterations": 8}}])
 
 
+def test_merge_study_joins_datasets_in_study_order_and_refuses_another_protocol():
+    fs = _module()
+    settings = dict(seeds=3, steps=2500, batch_size=256, network="n", n_train=2000,
+                    n_holdout=2000, nfes=[1, 2], reflow_pairs=8000)  # fmt: skip
+    base = {"settings": settings, "not_run": {}, "datasets": {"spiral": {"a": 1},
+            "pinwheel": {"a": 2}}}  # fmt: skip
+    other = {"settings": dict(settings), "not_run": {"x": "why"},
+             "datasets": {"checkerboard": {"a": 3}, "8gaussians_to_moons": {"a": 4},
+                          "pinwheel": {"a": 5}}}  # fmt: skip
+    merged = fs.merge_study(base, [other])
+    assert list(merged["datasets"]) == ["8gaussians_to_moons", "spiral", "pinwheel", "checkerboard"]
+    assert merged["datasets"]["pinwheel"] == {"a": 5} and merged["not_run"] == {"x": "why"}
+    assert base["datasets"]["pinwheel"] == {"a": 2}  # the base is not modified
+    with pytest.raises(ValueError, match="steps"):
+        fs.merge_study(base, [{**other, "settings": {**settings, "steps": 1000}}])
+
+
 def test_tmlr_table_names_a_published_mean_below_the_two_sample_floor():
     tm = _tmlr_module()
 
