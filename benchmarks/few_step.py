@@ -1151,8 +1151,10 @@ def main(argv=None) -> int:
         return 0
     if args.merge_b:
         result = json.loads(args.out.read_text())
-        result["nfe_study"] = merge_study(result["nfe_study"], [json.loads(p.read_text())
-                                          ["nfe_study"] for p in args.merge_b])  # fmt: skip
+        studies = [json.loads(p.read_text())["nfe_study"] for p in args.merge_b]
+        if "nfe_study" not in result:  # the first JSON's study is the base
+            result["nfe_study"], studies = studies[0], studies[1:]
+        result["nfe_study"] = merge_study(result["nfe_study"], studies)
         result["targets"] = targets(result)
         write_json(args.out, result)
         plot(result, args.out.with_name("few_step.png"))
