@@ -178,6 +178,25 @@ def test_merge_c2ot_adds_runs_recomputes_the_summary_and_refuses_another_protoco
         fs.merge_c2ot(base, [{**other, "settings": {**other["settings"], "iterations": 8}}])
 
 
+@pytest.mark.slow  # about a minute: two trainings compiled (4 steps each) and scored
+def test_smoke_course_target_scores_against_the_floor_and_joins_the_targets(tmp_path):
+    """``--course-target`` (part C) trains OT-FM and its reflow by part A''s recipe on a
+    course dataset, scores them at 1 NFE against the noise floor, and its best joins the
+    course target."""
+    fs = _module()
+    out = tmp_path / "few_step.json"
+    assert fs.main(["--smoke", "--course-target", "--b-datasets", "pinwheel", "--out",
+                    str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    entry = result["one_nfe_course"]["datasets"]["pinwheel"]
+    assert entry["ed_floor_rms"] > 0 and set(entry["methods"]) == {"ot", "reflow1"}
+    for m in entry["methods"].values():
+        one = m["summary"]["1"]
+        assert one["nfe"]["mean"] == 1 and np.isfinite(one["ed_over_floor"]["mean"])
+    target = result["targets"]["course_1nfe_ed_within_3x_floor"]["pinwheel"]
+    assert target["best_method"].endswith("(part C recipe)")
+
+
 def test_merge_study_joins_datasets_in_study_order_and_refuses_another_protocol():
     fs = _module()
     settings = dict(seeds=3, steps=2500, batch_size=256, network="n", n_train=2000,
