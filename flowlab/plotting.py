@@ -3,7 +3,9 @@
 Every function takes arrays (or a :class:`~flowlab.History`) and returns a matplotlib
 ``Figure``; none trains or integrates a model. Ask the model for what to plot
 (``model.sample``, ``model.log_prob`` on :func:`grid`, ``model.trajectories``) and pass the
-arrays here.
+arrays here. A function given ``ax=`` draws into that axes of the caller's figure and leaves
+the figure's layout to the caller (``fig.tight_layout()`` once, after the last panel); without
+``ax`` it makes and lays out a figure of its own.
 
 Importing this module leaves matplotlib's backend alone (whatever ``MPLBACKEND``,
 ``matplotlib.use`` or a notebook chose); figures are saved with ``Figure.savefig``, which
@@ -139,8 +141,9 @@ def sample_overlay(
 ) -> Figure:
     """Model and true samples on one scatter, in two colours, equal aspect."""
     m, d = np.asarray(model_samples), np.asarray(true_samples)
+    own = ax is None
     with sns.axes_style("white"):
-        if ax is None:
+        if own:
             fig, ax = plt.subplots(figsize=(5.5, 5.5))
         else:
             fig = ax.figure
@@ -170,7 +173,8 @@ def sample_overlay(
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
     ax.legend(loc="upper right", markerscale=3, framealpha=0.9)
-    fig.tight_layout()
+    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
+        fig.tight_layout()
     return fig
 
 
@@ -208,8 +212,9 @@ def density_heatmap(
         image = np.exp(logp)
         vmax = float(np.percentile(image, 99.5)) if vmax is None else vmax
         vmin, label = 0.0, "density $p(x)$"
+    own = ax is None
     with sns.axes_style("white"):
-        if ax is None:
+        if own:
             fig, ax = plt.subplots(figsize=(6.2, 5.2))
         else:
             fig = ax.figure
@@ -231,7 +236,8 @@ def density_heatmap(
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
-    fig.tight_layout()
+    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
+        fig.tight_layout()
     return fig
 
 
@@ -248,8 +254,9 @@ def trajectories(
     with start points (grey) and end points (red) marked."""
     ts, xs = np.asarray(ts), np.asarray(xs)
     xs = xs[:, :max_paths]
+    own = ax is None
     with sns.axes_style("white"):
-        if ax is None:
+        if own:
             fig, ax = plt.subplots(figsize=(6.4, 5.4))
         else:
             fig = ax.figure
@@ -269,7 +276,8 @@ def trajectories(
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
     ax.legend(loc="upper right", markerscale=2, framealpha=0.9)
-    fig.tight_layout()
+    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
+        fig.tight_layout()
     return fig
 
 
@@ -339,8 +347,9 @@ def vector_field(
     with ``points`` overlaid."""
     v = np.asarray(velocities, np.float64).reshape(len(ys), len(xs), 2)
     speed = np.hypot(v[..., 0], v[..., 1])
+    own = ax is None
     with sns.axes_style("white"):
-        if ax is None:
+        if own:
             fig, ax = plt.subplots(figsize=(6.2, 5.2))
         else:
             fig = ax.figure
@@ -370,7 +379,8 @@ def vector_field(
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
-    fig.tight_layout()
+    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
+        fig.tight_layout()
     return fig
 
 

@@ -107,6 +107,33 @@ def test_figures_have_labels_and_artists():
     plt.close(fig)
 
 
+def test_panels_drawn_into_a_callers_axes_leave_the_layout_to_the_caller(monkeypatch):
+    """With ``ax=`` a plotting function draws its panel and does not lay out the caller's
+    whole figure (a tight_layout per panel is quadratic in the panels: the comparison grid's
+    40-panel sample figure took 20 s); without ``ax`` it lays out the figure it made."""
+    from matplotlib.figure import Figure
+
+    calls = []
+    monkeypatch.setattr(Figure, "tight_layout", lambda self, *a, **k: calls.append(self))
+    rng = np.random.default_rng(0)
+    pts, ts = rng.normal(size=(50, 2)), np.linspace(0, 1, 5)
+    xs = ys = np.linspace(-2, 2, 6)
+    logp, paths = -(xs[None] ** 2 + ys[:, None] ** 2), np.stack([pts * t for t in ts])
+    draw = {
+        "sample_overlay": lambda ax: plotting.sample_overlay(pts, pts, ax=ax),
+        "density_heatmap": lambda ax: plotting.density_heatmap(xs, ys, logp, ax=ax),
+        "trajectories": lambda ax: plotting.trajectories(ts, paths, ax=ax),
+        "vector_field": lambda ax: plotting.vector_field(xs, ys, np.ones((36, 2)), ax=ax),
+    }  # fmt: skip
+    for name, fn in draw.items():
+        fig, axes = plt.subplots(1, 2)
+        calls.clear()
+        assert fn(axes[0]) is fig and calls == [], name
+        own = fn(None)
+        assert calls == [own] and own is not fig, name
+        plt.close("all")
+
+
 def test_density_evolution_vector_field_and_animation(tmp_path):
     from PIL import Image
 
