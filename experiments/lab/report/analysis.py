@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.spatial
@@ -251,12 +253,13 @@ def _bootstrap(res: Results, dataset: str, model: str, col: str, seed: int):
             m = min(evaluate.W2_POINTS, len(x), len(ref)) if col == "w2" else None
             xs, rs = (x[:m], ref[:m]) if m else (x, ref)
             fn = metrics.wasserstein2 if col == "w2" else _bhattacharyya_replicate
-            out = np.array(
-                [
-                    fn(xs[rx.integers(0, len(xs), len(xs))], rs[rr.integers(0, len(rs), len(rs))])
-                    for _ in range(b)
-                ]
-            )
+            # every replicate's draws first (each stream in its own order, as one replicate
+            # after another would draw them), then the replicates on a thread per core:
+            # SciPy's assignment solver releases the GIL, so W2's replicates run in parallel
+            ix = [rx.integers(0, len(xs), len(xs)) for _ in range(b)]
+            ir = [rr.integers(0, len(rs), len(rs)) for _ in range(b)]
+            with ThreadPoolExecutor(max(1, min(b, os.cpu_count() or 1))) as pool:
+                out = np.array(list(pool.map(lambda i, j: fn(xs[i], rs[j]), ix, ir)))
     except (ValueError, np.linalg.LinAlgError, metrics.DegenerateSamplesError):
         out = None
     cache[key] = out
