@@ -18,7 +18,11 @@ SciPy's exact assignment: the same optimum); their "+-" is ``np.std`` (populatio
 0.050, which is why they needed 10,000 points (at 2,000 the floor is ~ 0.04-0.07).
 
 Part A' is the 1-NFE target: one reflow round (Liu et al. 2023) of each OT-FM model of
-part A (student = the teacher's weights and prior), on C2OT's metric.
+part A (student = the teacher's weights and prior), on C2OT's metric. Part A''
+(``--target-only``) is the same target with flowlab's own recipe (the ``cnf_fm`` family's
+tuned training: OT-FM, one reflow round of it, and a mean flow on the same pairs), and
+part C (``--course-target``) takes that recipe to the four course datasets, scored against
+the true-sample noise floor as part B scores.
 
 Part B is the NFE study: 1, 2, 4, 8, 16 steps and adaptive (Dopri5) for flow matching
 (FM), minibatch-OT FM, reflow rounds 1 and 2 (from the FM teacher), DDIM on a VP
@@ -39,6 +43,8 @@ log-density, with its SE). Mean +- SD over seeds.
     python benchmarks/few_step.py --smoke    # seconds; what the CI test runs (--skip-a)
     python benchmarks/few_step.py --full     # part A with C2OT's 10 runs per method
     --skip-a / --skip-b, --b-steps / --b-seeds / --b-datasets / --b-eval-n override part B
+    --target-only, --course-target: only part A'' or part C (the JSON's other parts kept)
+    --merge-a / --merge-b JSON...: join runs split over processes; --plot-only: reprint
 
 Every time printed is wall-clock on a CPU shared with other jobs.
 """
