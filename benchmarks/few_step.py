@@ -1343,28 +1343,22 @@ def main(argv=None) -> int:
         write_json(args.out, result)
         print(tables(result))
         return 0
-    if args.course_target:
-        log("C. The course datasets' 1-NFE target with part A''s recipe")
-
-        def partial_c(c):
-            write_json(args.out, {**result, "one_nfe_course": c})
-
-        result["one_nfe_course"] = one_nfe_course(cfg, log, partial_c)
-        result["targets"] = targets(result)
-        write_json(args.out, result)
-        print(tables(result))
-        return 0
-    if args.target_only:
-        log("A''. The 1-NFE target with flowlab's few-step models")
-
-        def partial_fl(fl):
-            write_json(args.out, {**result, "one_nfe_flowlab": fl})
-
-        result["one_nfe_flowlab"] = one_nfe_flowlab(cfg, log, partial_fl)
-        result["targets"] = targets(result)
-        write_json(args.out, result)
-        print(json.dumps({k: v for k, v in result["one_nfe_flowlab"].items() if k != "methods"}))
-        return 0
+    single = {  # flag: (heading, JSON key, the part's function)
+        "course_target": ("C. The course datasets' 1-NFE target with part A''s recipe",
+                          "one_nfe_course", one_nfe_course),
+        "target_only": ("A''. The 1-NFE target with flowlab's few-step models",
+                        "one_nfe_flowlab", one_nfe_flowlab),
+    }  # fmt: skip
+    for flag, (heading, part, run_part) in single.items():
+        if getattr(args, flag):  # one part alone, written after each seed or dataset
+            log(heading)
+            result[part] = run_part(
+                cfg, log, lambda p, part=part: write_json(args.out, {**result, part: p})
+            )
+            result["targets"] = targets(result)
+            write_json(args.out, result)
+            print(tables({part: result[part]}))
+            return 0
     if not args.skip_a:
         log("A. C2OT Figure 1 reproduction")
         result["c2ot"], teachers = c2ot_reproduction(cfg, log)
