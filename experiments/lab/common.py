@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -173,6 +174,15 @@ def write_samples(path: Path, samples, **arrays) -> None:
     """``samples.npz`` with ``samples`` (shape ``(N, d)``) and any further named arrays."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     atomic_write_bytes(path, lambda f: np.savez(f, samples=np.asarray(samples), **arrays))
+
+
+def map_on_cores(fn, *iterables) -> list:
+    """``list(map(fn, *iterables))`` on a thread per core, in order. For independent,
+    deterministic calls that spend their time in code releasing the GIL (SciPy's
+    assignment solver, NumPy's large array operations): the same results as ``map``."""
+    items = list(zip(*iterables, strict=True))
+    with ThreadPoolExecutor(max(1, min(len(items), os.cpu_count() or 1))) as pool:
+        return list(pool.map(lambda args: fn(*args), items))
 
 
 def machine() -> dict:

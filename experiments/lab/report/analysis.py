@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.spatial
@@ -35,6 +33,7 @@ import scipy.stats
 from flowlab import evaluate, metrics
 from flowlab.objectives import EQUILIBRIUM_D_LOSS
 
+from ..common import map_on_cores
 from ..results import Results
 from .text import join, pct
 
@@ -258,8 +257,7 @@ def _bootstrap(res: Results, dataset: str, model: str, col: str, seed: int):
             # SciPy's assignment solver releases the GIL, so W2's replicates run in parallel
             ix = [rx.integers(0, len(xs), len(xs)) for _ in range(b)]
             ir = [rr.integers(0, len(rs), len(rs)) for _ in range(b)]
-            with ThreadPoolExecutor(max(1, min(b, os.cpu_count() or 1))) as pool:
-                out = np.array(list(pool.map(lambda i, j: fn(xs[i], rs[j]), ix, ir)))
+            out = np.array(map_on_cores(lambda i, j: fn(xs[i], rs[j]), ix, ir))
     except (ValueError, np.linalg.LinAlgError, metrics.DegenerateSamplesError):
         out = None
     cache[key] = out

@@ -13,13 +13,13 @@ KDE NLL under each bandwidth and the model ranking each one gives (:func:`kde_st
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from flowlab import datasets
 from flowlab.metrics import DegenerateSamplesError, kde_log_likelihood
+
+from ..common import map_on_cores
 
 BANDWIDTHS = ("scott", "silverman", "half_scott", "cv")
 BANDWIDTH_LABELS = {
@@ -137,9 +137,9 @@ def kde_study(cells: list[dict], *, bandwidths=BANDWIDTHS) -> list[dict]:
                 jobs.append((row, x, holdout))
     # the fits are independent and deterministic, and NumPy's large array operations
     # release the GIL: a thread per core, the rows in the same order with the same numbers
-    with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        fits = pool.map(lambda j: _kde_fit(j[1], j[2], j[0]["bandwidth"], j[0]["true_nll"]), jobs)
-        return [{**row, **fit} for (row, _, _), fit in zip(jobs, fits, strict=True)]
+    fits = map_on_cores(lambda row, x, h: _kde_fit(x, h, row["bandwidth"], row["true_nll"]),
+                        *zip(*jobs, strict=True))  # fmt: skip
+    return [{**row, **fit} for (row, _, _), fit in zip(jobs, fits, strict=True)]
 
 
 def _kde_fit(x: np.ndarray, holdout: np.ndarray, bw: str, true_nll: float) -> dict:
