@@ -545,6 +545,31 @@ def one_nfe_target(cfg: dict, teachers: list, log, seeds=None, earlier=None) -> 
     return out
 
 
+# flowlab's recipe for the 1-NFE targets (parts A'' and C): the cnf_fm family's tuned
+# training, and one reflow round of its OT-FM teacher with t leaning to 0
+RECIPE = dict(width=64, depth=4, lr=5e-3, ema=0.998, batch=256, reflow_time_power=0.5)
+
+
+def _recipe_fit(model, objective, data, holdout, key, steps: int):
+    """``flowlab.fit`` with the recipe's optimiser (``default_optimizer`` over ``steps``
+    from its lr), EMA and batch, one hold-out evaluation at the end."""
+    model, _ = fit(model, objective, data, holdout, key=key, steps=steps,
+                   batch_size=RECIPE["batch"], optimizer=default_optimizer(steps, RECIPE["lr"]),
+                   ema_decay=RECIPE["ema"], eval_every=steps, progress=False)  # fmt: skip
+    return model
+
+
+def _recipe_reflow(teacher, k_pairs, k_student, n_pairs: int, steps: int):
+    """One reflow round of ``teacher`` by the recipe: ``n_pairs`` pairs of its adaptive
+    solve (a tenth held out), the student starting from the teacher's weights, ``steps``
+    steps of :class:`Reflow` with t of density 0.5 t^-0.5 (a one-step Euler sampler reads
+    the field at t = 0 only)."""
+    pairs = reflow_pairs(teacher, k_pairs, n_pairs)
+    train_pairs, holdout_pairs = pairs.split(max(1, n_pairs // 10))
+    objective = Reflow(pairs, time_power=RECIPE["reflow_time_power"])
+    return _recipe_fit(teacher, objective, train_pairs.x1, holdout_pairs.x1, k_student, steps)
+
+
 def one_nfe_flowlab(cfg: dict, log, partial=None) -> dict:
     """Target 5 with flowlab's own models, trained by flowlab's recipe (the ``cnf_fm``
     family's tuned defaults: a width-64 depth-4 SiLU MLP field, :func:`flowlab.fit` with
@@ -566,7 +591,7 @@ def one_nfe_flowlab(cfg: dict, log, partial=None) -> dict:
     ``partial(out)`` is called after each seed (the caller writes the JSON)."""
     n, steps, n_pairs = cfg["a_n"], cfg["t5_fl_steps"], cfg["t5_fl_pairs"]
     r_steps = cfg["t5_fl_reflow_steps"]
-    width, depth, lr, ema, batch = 64, 4, 5e-3, 0.998, 256
+    width, depth, lr, ema, batch = (RECIPE[k] for k in ("width", "depth", "lr", "ema", "batch"))
     prior = GaussianMixture.from_dataset("torchcfm_8gaussians")
     out: dict = {
         "settings": {
@@ -585,12 +610,6 @@ def one_nfe_flowlab(cfg: dict, log, partial=None) -> dict:
     }
     rows: dict = {"ot_fm": [], "reflow1_ot_fm": [], "meanflow_ot": []}
 
-    def train(model, objective, data, holdout, key, n_steps):
-        model, _ = fit(model, objective, data, holdout, key=key, steps=n_steps,
-                       batch_size=batch, optimizer=default_optimizer(n_steps, lr),
-                       ema_decay=ema, eval_every=n_steps, progress=False)  # fmt: skip
-        return model
-
     for seed in range(cfg["t5_seeds"]):
         key = jax.random.key(7000 + seed)
         k_data, k_hold, k_net, k_fit, k_rf, k_mf = jax.random.split(key, 6)
@@ -599,17 +618,19 @@ def one_nfe_flowlab(cfg: dict, log, partial=None) -> dict:
         std = Standardize.fit(data)
         start = time.perf_counter()
         net = MLPVectorField(2, width=width, depth=depth, key=k_net)
-        teacher = train(CNF(net, standardize=std, prior=prior), FlowMatching(coupling=ExactOT()),
-                        data, holdout, k_fit, steps)  # fmt: skip
+        teacher = _recipe_fit(
+            CNF(net, standardize=std, prior=prior),
+            FlowMatching(coupling=ExactOT()),
+            data,
+            holdout,
+            k_fit,
+            steps,
+        )
         t_teacher = time.perf_counter() - start
         rows["ot_fm"].append({"seed": seed, "train_seconds": t_teacher,
                               **c2ot_score(teacher, seed, n, nfes=(1, "adaptive"))})  # fmt: skip
         start = time.perf_counter()
-        k_pairs, k_student = jax.random.split(k_rf)
-        pairs = reflow_pairs(teacher, k_pairs, n_pairs)
-        train_pairs, holdout_pairs = pairs.split(max(1, n_pairs // 10))
-        student = train(teacher, Reflow(pairs, time_power=0.5), train_pairs.x1,
-                        holdout_pairs.x1, k_student, r_steps)  # fmt: skip
+        student = _recipe_reflow(teacher, *jax.random.split(k_rf), n_pairs, r_steps)
         t_reflow = time.perf_counter() - start
         rows["reflow1_ot_fm"].append({"seed": seed, "train_seconds": t_teacher + t_reflow,
                                       "reflow_seconds": t_reflow,
@@ -617,7 +638,7 @@ def one_nfe_flowlab(cfg: dict, log, partial=None) -> dict:
         start = time.perf_counter()
         mf = MeanFlow(MLPFlowMapNet(2, width=width, depth=depth, key=k_net), standardize=std,
                       prior=prior)  # fmt: skip
-        mf = train(mf, MeanFlowMatching(coupling=ExactOT()), data, holdout, k_mf, steps)
+        mf = _recipe_fit(mf, MeanFlowMatching(coupling=ExactOT()), data, holdout, k_mf, steps)
         rows["meanflow_ot"].append({"seed": seed, "train_seconds": time.perf_counter() - start,
                                     **c2ot_score(mf, seed, n, nfes=(1,))})  # fmt: skip
         log(
@@ -669,10 +690,11 @@ def one_nfe_course(cfg: dict, log, partial=None) -> dict:
     independent true samples; the exact NLL minus the true entropy)."""
     names = cfg["b_datasets"] or datasets.COURSE_NAMES
     steps, r_steps, n_pairs = cfg["t5_fl_steps"], cfg["t5_fl_reflow_steps"], cfg["t5_fl_pairs"]
-    lr, ema, batch = 5e-3, 0.998, 256
+    lr, ema, batch = RECIPE["lr"], RECIPE["ema"], RECIPE["batch"]
     out: dict = {
         "settings": {
-            "recipe": f"part A''s: MLPVectorField width 64 depth 4; flowlab.fit, "
+            "recipe": f"part A''s: MLPVectorField width {RECIPE['width']} depth "
+            f"{RECIPE['depth']}; flowlab.fit, "
             f"default_optimizer (cosine from lr {lr}), EMA {ema}, batch {batch}; OT-FM "
             f"{steps} steps with ExactOT pairs (uniform t); reflow: {n_pairs} pairs of its "
             f"adaptive solve, {r_steps} more steps, t of density 0.5 t^-0.5",
@@ -689,12 +711,6 @@ def one_nfe_course(cfg: dict, log, partial=None) -> dict:
         "datasets": {},
     }
 
-    def train(model, objective, data, holdout, key, n_steps):
-        model, _ = fit(model, objective, data, holdout[:500], key=key, steps=n_steps,
-                       batch_size=batch, optimizer=default_optimizer(n_steps, lr),
-                       ema_decay=ema, eval_every=n_steps, progress=False)  # fmt: skip
-        return model
-
     for name in names:
         floor = evaluate.noise_floor(
             name, cfg["b_eval_n"], key=jax.random.key(99), pairs=cfg["floor_pairs"]
@@ -705,15 +721,14 @@ def one_nfe_course(cfg: dict, log, partial=None) -> dict:
             key = jax.random.key(100 + seed)
             k_net, k_fit, k_pairs, k_student = jax.random.split(key, 4)
             start = time.perf_counter()
-            net = MLPVectorField(2, width=64, depth=4, key=k_net)
+            net = MLPVectorField(2, width=RECIPE["width"], depth=RECIPE["depth"], key=k_net)
             model = CNF(net, standardize=Standardize.fit(data))
-            teacher = train(model, FlowMatching(coupling=ExactOT()), data, holdout, k_fit, steps)
+            # fit's hold-out loss on 500 points, as part B's (the scores use all of them)
+            teacher = _recipe_fit(model, FlowMatching(coupling=ExactOT()), data, holdout[:500],
+                                  k_fit, steps)  # fmt: skip
             t_teacher = time.perf_counter() - start
             start = time.perf_counter()
-            pairs = reflow_pairs(teacher, k_pairs, n_pairs)
-            train_pairs, holdout_pairs = pairs.split(max(1, n_pairs // 10))
-            student = train(teacher, Reflow(pairs, time_power=0.5), train_pairs.x1,
-                            holdout_pairs.x1, k_student, r_steps)  # fmt: skip
+            student = _recipe_reflow(teacher, k_pairs, k_student, n_pairs, r_steps)
             t_reflow = time.perf_counter() - start
             for method, model, seconds in (("ot", teacher, t_teacher),
                                            ("reflow1", student, t_teacher + t_reflow)):  # fmt: skip
