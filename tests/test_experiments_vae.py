@@ -3,6 +3,7 @@
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -110,3 +111,17 @@ def _data_key(seed):
     import jax
 
     return jax.random.split(jax.random.key(seed), 5)[0]
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_grid_tracks_and_draws_the_vae_on_the_scripts_coarser_grid(smoke):
+    """The grid's tracked hold-out NLL and density figure use the quadrature the VAE script
+    uses for them (half the grid per axis), so a family's curves agree across the two."""
+    from lab import registry
+
+    hp = registry.script_defaults("vae", smoke=smoke)
+    model = SimpleNamespace(quadrature_size=hp["quadrature_size"])  # all the rule reads
+    kw = registry.coarse_log_prob("vae", model)
+    assert kw == {"size": hp["track_quadrature_size"]} == {"size": hp["density_quadrature_size"]}
+    assert kw["size"] < hp["quadrature_size"]
+    assert registry.coarse_log_prob("cnf_fm", model) == {}

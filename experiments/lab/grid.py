@@ -39,7 +39,7 @@ from flowlab.evaluate import (
 from flowlab.metrics import mean_and_se
 
 from . import figures, pipeline, report, results, studies
-from .registry import FAMILIES, build_objective
+from .registry import FAMILIES, build_objective, coarse_log_prob
 
 FLOOR_KEY = 11  # folded into the cell's key for the noise floor (no other key changes)
 GAP_KEY = 13  # folded into the cell's key for the generalisation-gap test
@@ -424,9 +424,10 @@ def render_report(out: Path, timings: dict, args):
     return pdf
 
 
-def chunked_log_prob(model, points, chunk: int) -> np.ndarray:
-    """``model.log_prob`` in chunks of ``chunk`` points (the last one padded), so that the
-    function compiled for the hold-out set's shape is reused instead of recompiled."""
+def chunked_log_prob(model, points, chunk: int, **kwargs) -> np.ndarray:
+    """``model.log_prob(points, **kwargs)`` in chunks of ``chunk`` points (the last one
+    padded), so that the function compiled for the hold-out set's shape is reused instead of
+    recompiled."""
     points = np.asarray(points)
     out = []
     for i in range(0, len(points), chunk):
@@ -434,17 +435,18 @@ def chunked_log_prob(model, points, chunk: int) -> np.ndarray:
         k = len(c)
         if k < chunk:
             c = np.concatenate([c, np.repeat(c[-1:], chunk - k, axis=0)])
-        out.append(np.asarray(model.log_prob(c))[:k])
+        out.append(np.asarray(model.log_prob(c, **kwargs))[:k])
     return np.concatenate(out)
 
 
 def density_grids(name: str, models: dict, train, n_grid: int, chunk: int):
-    """Log-densities of the exact-likelihood families and of the data on one grid:
+    """Log-densities of the exact-likelihood families (at their
+    :func:`~lab.registry.coarse_log_prob` settings) and of the data on one grid:
     ``(xs, ys, {family or "true": values})``."""
     lo, hi = figures.limits(train)
     xs, ys, pts = plotting.grid(lo, hi, n_grid)
     grids = {
-        fam: chunked_log_prob(m, pts, chunk)
+        fam: chunked_log_prob(m, pts, chunk, **coarse_log_prob(fam, m))
         for fam, m in models.items()
         if flowlab.likelihood_kind(m) == "exact"
     }

@@ -30,7 +30,15 @@ from flowlab import datasets
 from flowlab.evaluate import Likelihood, evaluate
 
 from .common import machine, save_figures, write_json, write_samples
-from .registry import ALIASES, FAMILIES, build_model, build_objective, build_optimizer, family
+from .registry import (
+    ALIASES,
+    FAMILIES,
+    build_model,
+    build_objective,
+    build_optimizer,
+    coarse_log_prob,
+    family,
+)
 
 N_SAMPLES = 2000  # model samples for plots, KDE and samples.npz (same n as training)
 
@@ -85,11 +93,13 @@ def prepare(family_name: str, args, hp: dict):
     return train, holdout, keys, hp
 
 
-def default_training_metrics(model, holdout, keys) -> dict:
-    """What to evaluate on the hold-out set at every evaluation: the exact NLL, or minus
-    the bound, by the model's likelihood kind (nothing for kind *none*)."""
+def default_training_metrics(model, holdout, keys, family_name: str | None = None) -> dict:
+    """What to evaluate on the hold-out set at every evaluation: the exact NLL (with the
+    family's :func:`~lab.registry.coarse_log_prob` settings), or minus the bound, by the
+    model's likelihood kind (nothing for kind *none*)."""
     if flowlab.likelihood_kind(model) == "exact":
-        return {"holdout_nll": lambda m: -float(jnp.mean(m.log_prob(holdout)))}
+        kw = {} if family_name is None else coarse_log_prob(family_name, model)
+        return {"holdout_nll": lambda m: -float(jnp.mean(m.log_prob(holdout, **kw)))}
     if isinstance(model, flowlab.AbstractBoundLikelihood):
         return {
             "holdout_neg_bound": lambda m: (
@@ -178,7 +188,7 @@ def fit_or_load(
         return (*done, time.perf_counter() - t0)
     model = build_model(hp)
     if metrics is None:
-        metrics = default_training_metrics(model, holdout, keys)
+        metrics = default_training_metrics(model, holdout, keys, hp.get("family"))
     ckpt = _paths(folder)[0]
     try:
         show_flowlab_log()
@@ -214,7 +224,10 @@ def fit_batch(runs: list[dict], checkpoint: Path, *, progress: bool):
             [r["train"] for r in runs],
             [r["holdout"] for r in runs],
             keys=[r["keys"]["train"] for r in runs],
-            metrics=[default_training_metrics(r["model"], r["holdout"], r["keys"]) for r in runs],
+            metrics=[
+                default_training_metrics(r["model"], r["holdout"], r["keys"], r["hp"]["family"])
+                for r in runs
+            ],
             checkpoint=checkpoint,
             hyperparameters=hps,
             **_fit_kwargs(hps[0], progress),
