@@ -240,8 +240,7 @@ class AbstractFlow(AbstractExactLikelihood):
 
 # The compiled programs below solve with throw=False (NaN and stats.success = False on
 # failure) and their callers raise on the host (check_solve): a program with eqx.error_if
-# holds a host callback on the CPU, and JAX's persistent cache never stores those. (Only
-# _trajectories keeps one: Diffrax checks its traced SaveAt(ts=...) with eqx.error_if.)
+# holds a host callback on the CPU, and JAX's persistent cache never stores those.
 
 
 @eqx.filter_jit
