@@ -63,16 +63,19 @@ def test_cnf_experiment_smoke(tmp_path, objective):
 
 @pytest.mark.slow
 def test_main_job_defaults_reach_the_target(tmp_path):
-    """`python experiments/cnf_pinwheel.py` with its defaults (about a minute on two cores):
-    exact hold-out NLL within 0.15 nats of pinwheel's true entropy (issue 13's target; seed
-    0 measured 0.141) and never below it (3 SE)."""
+    """`python experiments/cnf_pinwheel.py` with its defaults (about 20 s on two cores):
+    within 0.15 nats of pinwheel's true density (issue 13's target), measured as KL(data ||
+    model), the model's hold-out NLL minus the true density's on the same 500 points (its
+    expectation is NLL minus the entropy, with a paired SE of 0.02 instead of the NLL's 0.06:
+    seed 0's hold-out set alone sits 0.054 nats above the entropy). Never below zero (3 SE)."""
     out = tmp_path / "run"
     _run(
         "cnf_pinwheel.py", "--out", str(out), "--figures-dir", str(tmp_path / "f"), "--no-progress"
     )
     m = json.loads((out / "metrics.json").read_text())
-    h, nll, se = m["true_entropy"], m["holdout_nll"], m["holdout_nll_se"]
-    assert h - 3 * se < nll < h + 0.15, (nll, se, h)
+    kl, se = m["kl_data_to_model"], m["kl_data_to_model_se"]
+    assert kl == pytest.approx(m["holdout_nll"] - m["oracle_holdout_nll"], abs=1e-9)
+    assert -3 * se < kl < 0.15, (kl, se)
 
 
 def test_ddpm_experiment_smoke(tmp_path):
