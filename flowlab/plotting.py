@@ -23,6 +23,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "animate_particles",
@@ -272,6 +273,9 @@ def trajectories(
     fig.colorbar(lc, ax=ax, label="time $t$", shrink=0.85)
     ax.autoscale()
     ax.set_aspect("equal")
+    # the equal aspect and the colorbar make the panel narrow: fewer x ticks keep their
+    # labels apart at the default size
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_title(title)

@@ -11,6 +11,7 @@ from pathlib import Path
 import compare
 import course_project  # noqa: F401  (puts experiments/ on the path, like test_course_project)
 import matplotlib
+import matplotlib.pyplot
 import matplotlib.text
 import numpy as np
 import pytest
@@ -181,6 +182,29 @@ def test_spike_gets_a_symlog_axis_and_stays_in_view(tmp_path):
     assert plain.get_yscale() == "linear"
 
 
+def test_a_spike_within_the_linear_range_keeps_a_linear_axis_with_its_ticks():
+    """A first evaluation well above flat later ones, but within 1.5x their size (a DSM
+    loss: 0.69, then 0.48 for the rest), stays on a linear axis with ordinary ticks (a
+    symlog axis would be linear there, with ticks only at its limits)."""
+    # the VP diffusion script's pinwheel run (seed 0, 2026-12-07), rounded
+    hold = [0.692, 0.519, 0.489, 0.484, 0.482, 0.482, 0.483, 0.483, 0.482, 0.482, 0.482, 0.482]
+    train = [0.700, 0.529, 0.501, 0.493, 0.491, 0.491, 0.489, 0.490, 0.490, 0.489, 0.490, 0.489]
+    steps = [2000 * (i + 1) for i in range(len(hold))]
+    rng = np.random.default_rng(0)
+    h = flowlab.History(
+        step=steps, train_loss=train, holdout_loss=hold, wall_time=[1e-3 * s for s in steps],
+        metrics={}, step_losses=(0.5 + 0.05 * rng.standard_normal(steps[-1])).tolist(),
+        train_eval_loss=train,
+    )  # fmt: skip
+    ax = matplotlib.figure.Figure().add_subplot()
+    draw_curves(ax, h, ylabel="loss")
+    assert ax.get_yscale() == "linear" and "symlog" not in ax.get_ylabel()
+    lo, hi = ax.get_ylim()
+    assert lo <= min(hold) and hi >= 0.70
+    ticks = [t for t in ax.get_yticks() if lo <= t <= hi]
+    assert len(ticks) >= 4, ticks
+
+
 def test_curves_are_the_recorded_numbers():
     h = _history(3.0, 1.0)
     fig = matplotlib.figure.Figure()
@@ -295,3 +319,29 @@ def test_learned_rows_use_their_own_datasets_noise_floor():
     assert s["learned_energy_floor"] == pytest.approx(1e-2)
     assert s["samplers"]["ddim"]["exact_nfe_to_floor"] == 100  # 5e-4 <= 1e-3 only at 100
     assert s["samplers"]["ddim"]["learned_nfe_to_floor"] == 10  # both under 1e-2
+
+
+def test_a_titled_grid_of_sample_panels_keeps_rows_apart():
+    """figures.titled on a 3 x 3 grid of equal-aspect sample panels with two-line titles
+    (the diffusion script's sampler figure): each row's x label clears the next row's
+    titles by at least 10 pixels (one tight_layout pass left 4)."""
+    from lab import figures as lab_figures
+
+    rng = np.random.default_rng(0)
+    fig, axes = matplotlib.pyplot.subplots(3, 3, figsize=(15.6, 15.6), squeeze=False)
+    for ax in axes.flat:
+        x = 0.5 * rng.normal(size=(200, 2))
+        flowlab.plotting.sample_overlay(
+            x, x + 0.01, title="predictor-corrector, 1000 steps\nNFE 2000, KDE loglik -0.646",
+            labels=("model samples", "true samples"), lim=((-1.3, 1.4), (-1.3, 1.3)), ax=ax,
+        )  # fmt: skip
+    lab_figures.titled(fig, "samplers vs true samples")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    gaps = [
+        axes[i, 0].xaxis.label.get_window_extent(r).y0
+        - axes[i + 1, 0].title.get_window_extent(r).y1
+        for i in range(2)
+    ]
+    matplotlib.pyplot.close(fig)
+    assert min(gaps) >= 10, gaps
