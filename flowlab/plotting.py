@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -131,6 +132,24 @@ def training_curves(
     return fig
 
 
+def _panel(ax, figsize) -> tuple[Figure, Any, bool]:
+    """``(fig, ax, own)``: the caller's axes and its figure, or (``ax`` ``None``) a new
+    white-styled figure of ``figsize`` with one axes, which the function then owns."""
+    if ax is not None:
+        return ax.figure, ax, False
+    with sns.axes_style("white"):
+        fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax, True
+
+
+def _laid_out(fig: Figure, own: bool) -> Figure:
+    """``fig``, laid out when the function made it; a caller's figure is laid out by the
+    caller, once, after its last panel (not once per panel)."""
+    if own:
+        fig.tight_layout()
+    return fig
+
+
 def sample_overlay(
     model_samples,
     true_samples,
@@ -142,12 +161,7 @@ def sample_overlay(
 ) -> Figure:
     """Model and true samples on one scatter, in two colours, equal aspect."""
     m, d = np.asarray(model_samples), np.asarray(true_samples)
-    own = ax is None
-    with sns.axes_style("white"):
-        if own:
-            fig, ax = plt.subplots(figsize=(5.5, 5.5))
-        else:
-            fig = ax.figure
+    fig, ax, own = _panel(ax, (5.5, 5.5))
     ax.scatter(
         d[:, 0],
         d[:, 1],
@@ -174,9 +188,7 @@ def sample_overlay(
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
     ax.legend(loc="upper right", markerscale=3, framealpha=0.9)
-    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
-        fig.tight_layout()
-    return fig
+    return _laid_out(fig, own)
 
 
 def density_heatmap(
@@ -213,12 +225,7 @@ def density_heatmap(
         image = np.exp(logp)
         vmax = float(np.percentile(image, 99.5)) if vmax is None else vmax
         vmin, label = 0.0, "density $p(x)$"
-    own = ax is None
-    with sns.axes_style("white"):
-        if own:
-            fig, ax = plt.subplots(figsize=(6.2, 5.2))
-        else:
-            fig = ax.figure
+    fig, ax, own = _panel(ax, (6.2, 5.2))
     im = ax.imshow(
         image,
         vmin=vmin,
@@ -237,9 +244,7 @@ def density_heatmap(
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
-    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
-        fig.tight_layout()
-    return fig
+    return _laid_out(fig, own)
 
 
 def trajectories(
@@ -255,12 +260,7 @@ def trajectories(
     with start points (grey) and end points (red) marked."""
     ts, xs = np.asarray(ts), np.asarray(xs)
     xs = xs[:, :max_paths]
-    own = ax is None
-    with sns.axes_style("white"):
-        if own:
-            fig, ax = plt.subplots(figsize=(6.4, 5.4))
-        else:
-            fig = ax.figure
+    fig, ax, own = _panel(ax, (6.4, 5.4))
     segs = np.stack([xs[:-1], xs[1:]], axis=2)  # (T-1, n, 2, 2)
     t_mid = 0.5 * (ts[:-1] + ts[1:])
     lc = LineCollection(segs.reshape(-1, 2, 2), cmap=cmap, linewidths=0.6, alpha=0.7)
@@ -280,9 +280,7 @@ def trajectories(
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
     ax.legend(loc="upper right", markerscale=2, framealpha=0.9)
-    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
-        fig.tight_layout()
-    return fig
+    return _laid_out(fig, own)
 
 
 def save_figure(fig: Figure, *paths: str | os.PathLike, dpi: int = 130) -> None:
@@ -351,12 +349,7 @@ def vector_field(
     with ``points`` overlaid."""
     v = np.asarray(velocities, np.float64).reshape(len(ys), len(xs), 2)
     speed = np.hypot(v[..., 0], v[..., 1])
-    own = ax is None
-    with sns.axes_style("white"):
-        if own:
-            fig, ax = plt.subplots(figsize=(6.2, 5.2))
-        else:
-            fig = ax.figure
+    fig, ax, own = _panel(ax, (6.2, 5.2))
     if stream:
         art = ax.streamplot(
             np.asarray(xs),
@@ -383,9 +376,7 @@ def vector_field(
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_title(title)
-    if own:  # a caller's ax: the caller lays its figure out once (not once per panel)
-        fig.tight_layout()
-    return fig
+    return _laid_out(fig, own)
 
 
 def animate_particles(
