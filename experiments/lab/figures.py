@@ -67,6 +67,15 @@ class Curves:
         v = np.concatenate([np.asarray(a, np.float64).ravel() for a in parts])
         return v[np.isfinite(v)]
 
+    def late_points(self, divisor: int) -> np.ndarray:
+        """The finite values of every curve (hold-out, train, running mean) from its
+        ``len // divisor``-th point on, concatenated (each curve's own tail)."""
+        tails = [np.asarray(a, np.float64)[len(a) // divisor :]
+                 for a in (self.holdout, self.train, self.running)
+                 if a is not None and len(a)]  # fmt: skip
+        v = np.concatenate(tails) if tails else np.zeros(0)
+        return v[np.isfinite(v)]
+
 
 def gan_value(history) -> tuple[np.ndarray, np.ndarray] | None:
     """The course's value function :math:`V(D, G) = \\mathbb{E}\\log D(x) +
@@ -105,11 +114,7 @@ def _limits(c: Curves) -> tuple[float, float, bool]:
     if v.size == 0:
         return -1.0, 1.0, False
     lo, hi = float(v.min()), float(v.max())
-    late = np.concatenate(
-        [np.asarray(a, np.float64)[len(a) // 3 :] for a in (c.holdout, c.train, c.running)
-         if a is not None and len(a)]
-    )  # fmt: skip
-    late = late[np.isfinite(late)]
+    late = c.late_points(3)
     span_late = float(np.ptp(late)) if late.size else 0.0
     symlog = hi - lo > 20 * max(span_late, 1e-3 * max(abs(lo), abs(hi), 1e-12))
     if c.gan:
@@ -145,10 +150,7 @@ def draw_curves(ax, history, *, ylabel: str, ms: float = 2.5, lw: float = 1.0) -
     if symlog:
         # linear up to 1.5x the largest late value of any curve (the second half of each:
         # not the second half of their concatenation, which is a whole curve, spike included)
-        late = [np.abs(np.asarray(a, np.float64)[len(a) // 2 :])
-                for a in (c.holdout, c.train, c.running) if a is not None and len(a)]  # fmt: skip
-        late = np.concatenate(late) if late else np.ones(1)
-        late = late[np.isfinite(late)]
+        late = np.abs(c.late_points(2))
         linthresh = max(float(np.max(late, initial=0.0)) * 1.5, 1e-3)
         # a spike inside the linear part (e.g. 0.70 over late values of 0.48): the symlog
         # axis would be linear anyway, with its ticks at the limits only
