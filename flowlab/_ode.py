@@ -377,12 +377,15 @@ def flow_solve(
     # a traced ``ts`` with eqx.error_if, whose host callback keeps the program out of JAX's
     # persistent cache (callers validate ``ts``). Both interpolate the same steps.
     dense = ts is not None and _dense_bytes(x0, options) <= DENSE_OUTPUT_BYTES
-    if ts is None or dense:
-        saveat = diffrax.SaveAt(t1=True, dense=dense)
+    if dense:
+        saveat = diffrax.SaveAt(dense=True)
     else:
-        saveat = diffrax.SaveAt(ts=ts)
+        saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
     sol = _solve(_Plain(field), x0, t0, t1, options, None, saveat)
-    ys = sol.ys[-1] if ts is None else jax.vmap(sol.evaluate)(ts) if dense else sol.ys
+    if dense:
+        ys = jax.vmap(sol.evaluate)(ts)
+    else:
+        ys = sol.ys[-1] if ts is None else sol.ys
     stats = _stats(sol, options, jnp.all(jnp.isfinite(ys)))
     (ys,) = _check(ys, success=stats.success, options=options, throw=throw)
     return ys, stats
